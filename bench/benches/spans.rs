@@ -953,6 +953,17 @@ fn span_table(settings: &Settings, out: &mut String, notes: &mut Vec<String>) {
         }),
     ];
 
+    // `TRACE_BENCH_ONLY=ours`: only this project's rows and the references, for quick
+    // iteration on the hot path.
+    let only_ours = std::env::var("TRACE_BENCH_ONLY").is_ok_and(|v| v == "ours");
+    if !only_ours {
+        add_peers(&mut subjects, notes);
+    }
+    span_rows(subjects, settings, out, notes);
+}
+
+/// The peer profilers' rows.
+fn add_peers(subjects: &mut Vec<Box<dyn Subject>>, notes: &mut Vec<String>) {
     fastrace::set_reporter(DiscardReporter, fastrace::collector::Config::default());
     subjects.push(Box::new(Fastrace { property: false }));
     subjects.push(Box::new(Fastrace { property: true }));
@@ -977,6 +988,14 @@ fn span_table(settings: &Settings, out: &mut String, notes: &mut Vec<String>) {
     subjects.push(Box::new(Tracy {
         _client: tracy_client::Client::start(),
     }));
+}
+
+fn span_rows(
+    subjects: Vec<Box<dyn Subject>>,
+    settings: &Settings,
+    out: &mut String,
+    notes: &mut Vec<String>,
+) {
 
     eprintln!("trace-bench: calibrating {} systems", subjects.len());
     let mut rows: Vec<Row> = subjects
@@ -1411,9 +1430,11 @@ fn main() {
     );
 
     span_table(&settings, &mut out, &mut notes);
-    two_threads(&settings, &mut out);
-    memory_per_event(&settings, &mut out);
-    export(&settings, &mut out);
+    if std::env::var_os("TRACE_BENCH_ONLY").is_none() {
+        two_threads(&settings, &mut out);
+        memory_per_event(&settings, &mut out);
+        export(&settings, &mut out);
+    }
 
     if !notes.is_empty() {
         let _ = writeln!(out, "## Notes\n");

@@ -185,6 +185,14 @@ pub(crate) fn record_site_event(w0: u64, start: u64, end: u64) {
             return;
         }
     }
+    record_slow_event(w0, start, end);
+}
+
+/// [`record_slow`] for a three-word event, taking its words in registers so that the inlined
+/// hot path stays small.
+#[cold]
+#[inline(never)]
+fn record_slow_event(w0: u64, start: u64, end: u64) {
     record_slow(&[w0, start, end], &[]);
 }
 
