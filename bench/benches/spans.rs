@@ -453,6 +453,8 @@ enum OursMode {
     On,
     OnStepNum,
     Off,
+    /// Recording on, each slot on a new thread: its first session, a fresh buffer.
+    OnFirstSession,
 }
 
 struct Ours {
@@ -472,12 +474,15 @@ impl Ours {
 }
 
 /// Starts a session whose per-thread buffers hold at least `slots` three-word slots, and never
-/// fewer than the default (4 Mi events, 96 MiB: above glibc's largest mmap threshold, so every
+/// fewer than the default (4 Mi events, 96 MiB: above glibc's largest mmap threshold, so a new
 /// buffer is a fresh mapping whose pages are committed as they fill, as in a real session).
-fn start_session(slots: u64) {
+/// A thread reuses its buffer of the previous session when the capacity is the same; `extra`
+/// slots make the capacity differ, to measure a thread's first session.
+fn start_session(slots: u64, extra: usize) {
     let config = SessionConfig {
         level: 2,
-        max_events_per_thread: (slots as usize).max(SessionConfig::default().max_events_per_thread),
+        max_events_per_thread: (slots as usize).max(SessionConfig::default().max_events_per_thread)
+            + extra,
     };
     if let Err(e) = session::start(&config) {
         eprintln!("trace-bench: session start failed: {e}");
@@ -500,6 +505,9 @@ impl Subject for Ours {
             OursMode::On => "trace-runtime, recording on".into(),
             OursMode::OnStepNum => "trace-runtime, on, step_num metadata".into(),
             OursMode::Off => "trace-runtime, recording off (no session)".into(),
+            OursMode::OnFirstSession => {
+                "trace-runtime, on, thread's first session: fresh buffer (info)".into()
+            }
         }
     }
     fn budget(&self) -> Budget {
@@ -507,6 +515,7 @@ impl Subject for Ours {
             OursMode::On => Budget::Ratio(1.25),
             OursMode::OnStepNum => Budget::Ratio(1.3),
             OursMode::Off => Budget::AbsNs(1.0),
+            OursMode::OnFirstSession => Budget::None,
         }
     }
     fn before(&mut self, spans: u64) {
@@ -515,8 +524,8 @@ impl Subject for Ours {
         self.expected = spans + spans / BATCH + 1;
         match self.mode {
             // An event takes one slot; a step_num argument two more.
-            OursMode::On => start_session(self.expected + 16),
-            OursMode::OnStepNum => start_session(3 * spans + spans / BATCH + 16),
+            OursMode::On | OursMode::OnFirstSession => start_session(self.expected + 16, 0),
+            OursMode::OnStepNum => start_session(3 * spans + spans / BATCH + 16, 0),
             OursMode::Off => return,
         }
         trace!("warm-up", {});
@@ -524,6 +533,15 @@ impl Subject for Ours {
     fn run(&mut self, spans: u64) {
         match self.mode {
             OursMode::On | OursMode::Off => ours_run(spans),
+            // The new thread's first record (not warmed up) sets its buffer up, inside the
+            // timed slot, as in a program.
+            OursMode::OnFirstSession => {
+                let worker = std::thread::spawn(move || {
+                    trace!("warm-up", {});
+                    ours_run(spans)
+                });
+                let _ = worker.join();
+            }
             OursMode::OnStepNum => ours_run_step(spans),
         }
     }
@@ -533,6 +551,20 @@ impl Subject for Ours {
         }
         if let Some(snapshot) = stop_session() {
             let (events, dropped) = (snapshot.event_count(), snapshot.dropped());
+            let with_step = snapshot
+                .events()
+                .filter(|(_, e)| e.metadata("step_num").is_some())
+                .count() as u64;
+            let expected_with_step = match self.mode {
+                OursMode::OnStepNum => self.expected - self.expected / (BATCH + 1) - 1,
+                _ => 0,
+            };
+            if with_step != expected_with_step && self.warnings.len() < 3 {
+                self.warnings.push(format!(
+                    "{}: {with_step} events carry step_num, expected {expected_with_step}",
+                    self.name()
+                ));
+            }
             if (events != self.expected || dropped != 0) && self.warnings.len() < 3 {
                 self.warnings.push(format!(
                     "{}: recorded {events} events, {dropped} dropped, expected {}",
@@ -951,6 +983,7 @@ fn span_table(settings: &Settings, out: &mut String, notes: &mut Vec<String>) {
             huge: true,
             allocation: None,
         }),
+        Box::new(Ours::new(OursMode::OnFirstSession)),
     ];
 
     // `TRACE_BENCH_ONLY=ours`: only this project's rows and the references, for quick
@@ -996,7 +1029,6 @@ fn span_rows(
     out: &mut String,
     notes: &mut Vec<String>,
 ) {
-
     eprintln!("trace-bench: calibrating {} systems", subjects.len());
     let mut rows: Vec<Row> = subjects
         .into_iter()
@@ -1062,27 +1094,24 @@ fn span_rows(
     );
     let _ = writeln!(out);
 
-    // Rows 0..7 are, in order: baseline, empty loop, on, step_num, off, fresh-buffer baseline,
-    // fresh-buffer baseline with huge pages.
-    let (empty, on, step, off, cold, huge) = (
+    // Rows 0..8 are, in order: baseline, empty loop, on, step_num, off, fresh-buffer baseline,
+    // fresh-buffer baseline with huge pages, on in a first session.
+    let (empty, off, cold, huge, first) = (
         rows[1].cpu(),
-        rows[2].cpu(),
-        rows[3].cpu(),
         rows[4].cpu(),
         rows[5].cpu(),
         rows[6].cpu(),
+        rows[7].cpu(),
     );
     notes.push(format!(
-        "every session buffer is a fresh mapping whose pages are committed as they fill; the \
-         same loop as the baseline writing into such a buffer costs {cold:.2} ns/span, i.e. \
-         first-touch page faults add {:.2} ns per 24-byte record here. Against that \
-         fresh-buffer baseline: recording on {:.2}x, with step_num (72 B per span) {:.2}x. \
-         Advising the fresh buffer to use transparent huge pages brings the baseline to \
-         {huge:.2} ns/span ({:.2} ns per record above the touched buffer)",
+        "a thread keeps its buffer and reuses it in the next session, so the rows above are a \
+         steady state, like the baseline's touched buffer. A thread's first session writes \
+         into a fresh mapping whose pages are committed as they fill (huge pages advised): \
+         {first:.2} ns/span ({:.2}x). The baseline writing into such a fresh buffer costs \
+         {cold:.2} ns/span with 4 KiB pages (first-touch page faults add {:.2} ns per 24-byte \
+         record) and {huge:.2} ns/span with huge pages advised",
+        first / base_cpu,
         cold - base_cpu,
-        on / cold,
-        step / cold,
-        huge - base_cpu
     ));
     notes.push(format!(
         "recording off costs {:.2} ns/span more than the empty loop ({off:.2} vs {empty:.2})",
@@ -1117,7 +1146,8 @@ enum ThreadedSystem {
 /// each thread.
 fn threaded_round(system: ThreadedSystem, threads: usize, spans: u64) -> Vec<(f64, f64)> {
     if system == ThreadedSystem::Ours {
-        start_session(spans + spans / BATCH + 64);
+        // New threads: every buffer is fresh.
+        start_session(spans + spans / BATCH + 64, 0);
     }
     let barrier = Arc::new(Barrier::new(threads));
     let handles: Vec<_> = (0..threads)
@@ -1224,8 +1254,13 @@ fn memory_per_event(settings: &Settings, out: &mut String) {
     let spans = spans.max(BATCH);
     let mut rows = Vec::new();
     for with_step in [false, true] {
-        // Capacity well above what is used: untouched capacity must cost nothing.
-        start_session(4 * (3 * spans + spans / BATCH) + 64);
+        // Capacity well above what is used: untouched capacity must cost nothing. The two
+        // capacities differ, so that the second session does not reuse the first's buffer,
+        // whose pages are already resident.
+        start_session(
+            4 * (3 * spans + spans / BATCH) + 64,
+            usize::from(with_step) + 1,
+        );
         trace!("warm-up", {});
         let rss0 = rss_bytes();
         if with_step {
@@ -1291,7 +1326,7 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, f64, f64) {
 
 fn export(settings: &Settings, out: &mut String) {
     let steps = (settings.export_events / BATCH).max(1);
-    start_session(steps * BATCH + 3 * steps + 64);
+    start_session(steps * BATCH + 3 * steps + 64, 0);
     let (_, record_wall, _) = timed(|| {
         for s in 0..steps {
             export_step(s);

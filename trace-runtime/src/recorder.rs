@@ -46,8 +46,9 @@ pub(crate) const SLOT: usize = 3;
 pub(crate) static LEVEL: AtomicU8 = AtomicU8::new(0);
 /// Incremented at every session start and stop: a buffer of an older epoch is not written.
 pub(crate) static EPOCH: AtomicU64 = AtomicU64::new(0);
-/// Events that could not be recorded because their thread was being torn down.
-pub(crate) static LOST_AT_THREAD_EXIT: AtomicU64 = AtomicU64::new(0);
+/// Events that could not be recorded because their thread had no buffer: it was being torn
+/// down, or its buffer could not be allocated.
+pub(crate) static LOST_WITHOUT_BUFFER: AtomicU64 = AtomicU64::new(0);
 
 /// One thread's records for one session, shared by the thread (which appends) and the session
 /// (which reads after it stops).
@@ -115,6 +116,19 @@ impl ThreadBuffer {
         true
     }
 
+    /// Makes the buffer empty and gives it to session `epoch`. Needs the only reference,
+    /// i.e. the earlier session has finished reading it.
+    pub(crate) fn reset(&mut self, epoch: u64) {
+        self.epoch = epoch;
+        *self.len.get_mut() = 0;
+        *self.dropped.get_mut() = 0;
+    }
+
+    /// Capacity in words.
+    pub(crate) fn capacity_words(&self) -> usize {
+        self.words.len()
+    }
+
     /// The published words, copied out. Called by the session after it stopped.
     pub(crate) fn published(&self) -> Vec<u64> {
         let len = self.len.load(Ordering::Acquire);
@@ -144,10 +158,30 @@ fn zeroed_words(n: usize) -> Option<Box<[AtomicU64]>> {
     if raw.is_null() {
         return None;
     }
+    advise_huge_pages(raw.cast(), layout.size());
     // SAFETY: `raw` was allocated by the global allocator with the layout of `[AtomicU64; n]`;
     // all-zero bytes are a valid `AtomicU64`; ownership passes to the box.
     Some(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(raw, n)) })
 }
+
+/// Asks the kernel to back a large buffer with transparent huge pages where it is configured
+/// to do so on request: the buffer's pages are committed as records fill them, and a 2 MiB
+/// page costs one fault where 4 KiB pages cost 512. Only the whole huge pages inside the
+/// allocation are advised; the advice changes no contents, and failure changes nothing.
+#[cfg(target_os = "linux")]
+fn advise_huge_pages(start: *mut u8, len: usize) {
+    const HUGE_PAGE: usize = 2 << 20;
+    let begin = (start as usize).next_multiple_of(HUGE_PAGE);
+    let end = (start as usize + len) & !(HUGE_PAGE - 1);
+    if end > begin {
+        // SAFETY: [begin, end) lies inside the allocation that starts at `start`, which this
+        // function's caller owns; MADV_HUGEPAGE neither reads nor changes its contents.
+        unsafe { libc::madvise(begin as *mut libc::c_void, end - begin, libc::MADV_HUGEPAGE) };
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_huge_pages(_start: *mut u8, _len: usize) {}
 
 /// Keeps this thread's buffer alive; its destructor clears [`CURRENT`] first so that the hot
 /// path never sees a dangling pointer while the thread is torn down.
@@ -263,19 +297,32 @@ fn record_slow(header: &[u64], bytes: &[u8]) {
         }
     }
     // This session has no buffer for the thread yet; `None` means no session is recording
-    // (the event completed after its session stopped and belongs to none).
+    // (the event completed after its session stopped and belongs to none). The thread's
+    // buffer of an earlier session is offered for reuse. No `RefCell` borrow is held while
+    // the session is asked, so a traced allocator cannot re-enter into a borrowed cell.
     let attached = OWNER.try_with(|owner| {
-        let buffer = crate::session::attach_thread(epoch, thread_id(), thread_name)?;
-        CURRENT.with(|current| current.set(Arc::as_ptr(&buffer)));
-        let previous = owner.0.replace(Some(buffer));
-        drop(previous);
-        Some(())
+        CURRENT.with(|current| current.set(ptr::null()));
+        let spare = owner.0.take();
+        match crate::session::attach_thread(epoch, thread_id(), thread_name, spare) {
+            Ok(buffer) => {
+                CURRENT.with(|current| current.set(Arc::as_ptr(&buffer)));
+                owner.0.replace(Some(buffer));
+                Some(())
+            }
+            Err(spare) => {
+                // Put it back: a later session may still reuse it.
+                let current = spare.as_ref().map_or(ptr::null(), Arc::as_ptr);
+                owner.0.replace(spare);
+                CURRENT.with(|c| c.set(current));
+                None
+            }
+        }
     });
     match attached {
         Ok(Some(())) => {}
         Ok(None) => return,
         Err(_) => {
-            LOST_AT_THREAD_EXIT.fetch_add(1, Ordering::Relaxed);
+            LOST_WITHOUT_BUFFER.fetch_add(1, Ordering::Relaxed);
             return;
         }
     }

@@ -14,7 +14,7 @@ use crate::callsite::Callsite;
 use crate::clock::{self, Anchor, Calibration, ClockKind};
 use crate::recorder::{
     ThreadBuffer, EPOCH, KIND_ARG, KIND_ASYNC, KIND_EVENT, KIND_MASK, KIND_NAMED, KIND_SHORT_NAMED,
-    LEVEL, LOST_AT_THREAD_EXIT, SHORT_NAME_LEN, SLOT, TYPE_BOOL, TYPE_FLOAT, TYPE_INT, TYPE_STR,
+    LEVEL, LOST_WITHOUT_BUFFER, SHORT_NAME_LEN, SLOT, TYPE_BOOL, TYPE_FLOAT, TYPE_INT, TYPE_STR,
     TYPE_UINT,
 };
 use crate::value::Value;
@@ -132,22 +132,46 @@ pub fn stop() -> Result<Snapshot, SessionError> {
 }
 
 /// Called by a thread's first record in a session: its buffer, registered with the session.
+/// `spare` is the thread's buffer of an earlier session: when that session has finished
+/// reading it and it has the capacity wanted, it is emptied and reused, so its pages, already
+/// committed, cost no page faults again. With no session recording, `spare` is handed back.
 pub(crate) fn attach_thread(
     epoch: u64,
     thread_id: u64,
     thread_name: fn(u64) -> String,
-) -> Option<Arc<ThreadBuffer>> {
+    spare: Option<Arc<ThreadBuffer>>,
+) -> Result<Arc<ThreadBuffer>, Option<Arc<ThreadBuffer>>> {
     let mut state = session();
-    let active = state.as_mut().filter(|active| active.epoch == epoch)?;
-    let buffer = ThreadBuffer::new(
-        epoch,
-        active.capacity_words,
-        thread_id,
-        thread_name(thread_id),
-    )?;
-    let buffer = Arc::new(buffer);
+    let Some(active) = state.as_mut().filter(|active| active.epoch == epoch) else {
+        return Err(spare);
+    };
+    let reused = spare.and_then(|mut buffer| {
+        let inner = Arc::get_mut(&mut buffer)?;
+        if inner.capacity_words() != active.capacity_words {
+            return None;
+        }
+        inner.reset(epoch);
+        Some(buffer)
+    });
+    let buffer = match reused {
+        Some(buffer) => buffer,
+        None => {
+            let fresh = ThreadBuffer::new(
+                epoch,
+                active.capacity_words,
+                thread_id,
+                thread_name(thread_id),
+            );
+            let Some(fresh) = fresh else {
+                // Out of memory: the event is lost, and counted.
+                LOST_WITHOUT_BUFFER.fetch_add(1, Ordering::Relaxed);
+                return Err(None);
+            };
+            Arc::new(fresh)
+        }
+    };
     active.buffers.push(Arc::clone(&buffer));
-    Some(buffer)
+    Ok(buffer)
 }
 
 /// Everything one session recorded.
@@ -315,7 +339,7 @@ impl Snapshot {
         let mut threads = threads;
         threads.sort_by_key(|t| t.thread_id);
         if let Some(first) = threads.first_mut() {
-            first.dropped += LOST_AT_THREAD_EXIT.swap(0, Ordering::Relaxed);
+            first.dropped += LOST_WITHOUT_BUFFER.swap(0, Ordering::Relaxed);
         }
         Snapshot {
             start_wall_ns: active.start.wall_ns,

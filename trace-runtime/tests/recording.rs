@@ -216,3 +216,44 @@ fn durations_follow_the_clock() {
     );
     assert!(event.end_ns <= snapshot.duration_ns);
 }
+
+#[test]
+fn a_reused_buffer_starts_empty_in_the_next_session() {
+    let _l = lock();
+    // The same capacity twice: the thread's buffer of the first session is reused.
+    let config = SessionConfig {
+        level: 2,
+        max_events_per_thread: 8,
+    };
+    let first = record(config.clone(), || {
+        for _ in 0..20 {
+            let _g = Trace::new("first");
+        }
+    });
+    assert_eq!(first.event_count(), 8);
+    assert_eq!(first.dropped(), 12);
+
+    let second = record(config.clone(), || {
+        let _g = Trace::new("second").arg("step_num", 2i64);
+    });
+    assert_eq!(names(&second), ["second"]);
+    assert_eq!(second.dropped(), 0, "the drop count starts again at zero");
+    let event = &second.threads[0].events[0];
+    assert_eq!(event.metadata, [("step_num", Value::Int(2))]);
+
+    // A larger capacity: a new buffer, and the old one is not read.
+    let third = record(
+        SessionConfig {
+            max_events_per_thread: 64,
+            ..config
+        },
+        || {
+            for _ in 0..30 {
+                let _g = Trace::new("third");
+            }
+        },
+    );
+    assert_eq!(third.event_count(), 30);
+    assert!(names(&third).iter().all(|&n| n == "third"));
+    assert_eq!(third.dropped(), 0);
+}
