@@ -483,6 +483,7 @@ fn start_session(slots: u64, extra: usize) {
         level: 2,
         max_events_per_thread: (slots as usize).max(SessionConfig::default().max_events_per_thread)
             + extra,
+        ..SessionConfig::default()
     };
     if let Err(e) = session::start(&config) {
         eprintln!("trace-bench: session start failed: {e}");

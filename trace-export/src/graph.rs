@@ -12,6 +12,10 @@
 //! calls or the recursion depth. A folded call still counts as a call and adds its self
 //! time; its total time is already inside the ancestor's.
 //!
+//! A graph-only session (`trace_on` with `graph: true, profiler: false`) records no events:
+//! each thread folds its calls into a tree of call paths as they run, with the same folding,
+//! and [`CallGraph::from_snapshot`] merges those trees the same way.
+//!
 //! [`CallGraph::run_metadata`] packs the graph the way `tf.summary.trace_export` does: a
 //! `RunMetadata` whose `function_graphs[0].pre_optimization_graph` is the [`GraphDef`] and
 //! whose `step_stats` hold one `NodeExecStats` per node, named like the node, so that the
@@ -34,7 +38,7 @@
 use std::collections::BTreeMap;
 
 use ahash::{AHashMap, AHashSet};
-use trace_runtime::session::Snapshot;
+use trace_runtime::session::{Snapshot, ThreadCallTree};
 use trace_runtime::Callsite;
 
 use crate::proto::tensorboard::{
@@ -148,6 +152,45 @@ impl Builder {
         }
     }
 
+    /// Adds one thread's call tree: its paths become (or join) nodes of the same paths.
+    fn merge_tree(&mut self, tree: &ThreadCallTree) {
+        let mut node_of = Vec::with_capacity(tree.nodes.len());
+        for path in &tree.nodes {
+            // A tree lists parents before their children.
+            let parent = path.parent.and_then(|p| node_of.get(p).copied());
+            let node = self.node(parent, path.name);
+            node_of.push(node);
+            let entry = &mut self.nodes[node];
+            entry.calls += path.calls;
+            entry.recursive_calls += path.recursive_calls;
+            entry.total_ns += path.total_ns;
+            entry.self_ns += path.self_ns;
+            if path.first_start_ns < entry.first_start_ns {
+                entry.first_start_ns = path.first_start_ns;
+                entry.first_thread_id = tree.thread_id;
+            }
+            let threads = &mut self.threads[node];
+            if !threads.contains(&tree.thread_id) {
+                threads.push(tree.thread_id);
+            }
+            if let Some(site) = path.callsite {
+                let sites = &mut self.callsites[node];
+                if !sites.iter().any(|s| std::ptr::eq(*s, site)) {
+                    sites.push(site);
+                }
+            }
+        }
+        for (path, &node) in tree.nodes.iter().zip(&node_of) {
+            for &caller in &path.recursive_callers {
+                if let Some(&caller) = node_of.get(caller) {
+                    if !self.nodes[node].recursive_callers.contains(&caller) {
+                        self.nodes[node].recursive_callers.push(caller);
+                    }
+                }
+            }
+        }
+    }
+
     fn close(&mut self, frame: Frame) {
         let duration = frame.end_ns - frame.start_ns;
         self.nodes[frame.node].self_ns += duration.saturating_sub(frame.children_ns);
@@ -227,6 +270,11 @@ impl CallGraph {
             while let Some(frame) = open.pop() {
                 builder.close(frame);
             }
+        }
+        // A graph-only session's call trees, folded by the recording threads already.
+        for tree in &snapshot.call_trees {
+            thread_names.insert(tree.thread_id, tree.name.clone());
+            builder.merge_tree(tree);
         }
 
         let Builder {
@@ -512,6 +560,7 @@ mod tests {
                     }
                 })
                 .collect(),
+            call_trees: Vec::new(),
         }
     }
 
@@ -644,6 +693,52 @@ mod tests {
         ]]));
         let names: Vec<_> = graph.nodes().iter().map(|n| n.name.as_str()).collect();
         assert_eq!(names, ["a_b", "a_b_2", "a_b_3"]);
+    }
+
+    #[test]
+    fn call_trees_of_threads_merge_by_path() {
+        use trace_runtime::session::{CallPath, ThreadCallTree};
+        let path = |name, parent, calls, total_ns, self_ns| CallPath {
+            name,
+            callsite: None,
+            parent,
+            recursive_callers: Vec::new(),
+            calls,
+            recursive_calls: 0,
+            total_ns,
+            self_ns,
+            first_start_ns: 5,
+        };
+        let mut snap = snapshot(Vec::new());
+        snap.call_trees = vec![
+            ThreadCallTree {
+                thread_id: 1,
+                name: "main".into(),
+                nodes: vec![
+                    path("step", None, 2, 100, 40),
+                    path("io", Some(0), 4, 60, 60),
+                ],
+                dropped: 0,
+            },
+            ThreadCallTree {
+                thread_id: 2,
+                name: "worker".into(),
+                nodes: vec![path("step", None, 1, 30, 30)],
+                dropped: 0,
+            },
+        ];
+        let graph = CallGraph::from_snapshot(&snap);
+        assert_eq!(
+            summary(&graph),
+            [
+                ("step".to_owned(), 3, 130, 70),
+                ("step/io".to_owned(), 4, 60, 60)
+            ]
+        );
+        assert_eq!(
+            graph.node("step").map(|n| n.threads.clone()),
+            Some(vec!["main".to_owned(), "worker".to_owned()])
+        );
     }
 
     #[test]

@@ -88,6 +88,7 @@ impl ProfilerOptions {
         Ok(SessionConfig {
             level: self.host_tracer_level,
             max_events_per_thread: self.max_events_per_thread,
+            ..SessionConfig::default()
         })
     }
 }

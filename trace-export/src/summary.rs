@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use ahash::AHashSet;
 use prost::Message;
-use trace_runtime::session::{self, Snapshot};
+use trace_runtime::session::{self, RecordMode, Snapshot};
 use trace_runtime::Value;
 
 use crate::error::{Error, Result};
@@ -362,7 +362,12 @@ const TRACE_ON: &str = "a summary trace (trace_on)";
 /// trace that a failed `trace_export` kept), and with [`Error::InvalidOption`] when an
 /// option is out of range.
 pub fn trace_on(options: TraceOptions) -> Result<()> {
-    let config = options.profiler_options().session_config()?;
+    let mut config = options.profiler_options().session_config()?;
+    if options.graph && !options.profiler {
+        // Graph only: fold calls into call trees as they happen, in memory that does not
+        // grow with the number of calls.
+        config.mode = RecordMode::CallGraph;
+    }
     let mut trace = trace_state();
     match &*trace {
         TraceState::Off => {}
@@ -394,7 +399,9 @@ pub fn trace_on(options: TraceOptions) -> Result<()> {
 ///   [`crate::graph`]);
 /// * for every step marker (an event with an integer `step_num`, such as
 ///   `#[traced(step_num = step)]`), the scalar [`STEP_TIME_TAG`] at that step number, in
-///   milliseconds.
+///   milliseconds. Step markers are events, which a graph-only trace (`profiler: false`)
+///   does not keep: it folds calls into call paths as they run, so that its memory does not
+///   grow with the number of calls.
 ///
 /// With `profiler: true`, the profile goes to `profiler_outdir/plugins/profile/<run>/`, else
 /// to the default writer's logdir.

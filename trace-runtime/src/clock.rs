@@ -38,6 +38,19 @@ pub fn now() -> u64 {
     monotonic_ticks()
 }
 
+/// Reads the TSC without checking that it was chosen: for callers that checked
+/// `recorder::INLINE_TSC`, which is only set when it was. Elsewhere than x86_64, [`now`].
+#[inline(always)]
+pub(crate) fn tsc() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: `rdtsc` has no preconditions.
+        unsafe { core::arch::x86_64::_rdtsc() }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    now()
+}
+
 #[cold]
 #[inline(never)]
 fn monotonic_ticks() -> u64 {

@@ -3,8 +3,11 @@
 use std::sync::atomic::Ordering;
 
 use crate::callsite::Callsite;
+use crate::calltree::{self, GRAPH_ONLY};
 use crate::clock;
-use crate::recorder::{self, KIND_ASYNC, KIND_EVENT, KIND_NAMED, LEVEL};
+use crate::recorder::{
+    self, INLINE_TSC, KIND_ASYNC, KIND_EVENT, KIND_GRAPH, KIND_MASK, KIND_NAMED, LEVEL,
+};
 use crate::value::Value;
 
 /// A scope being recorded: the event starts when the guard is made and ends when it drops,
@@ -48,11 +51,10 @@ impl Trace {
         if level.max(1) > LEVEL.load(Ordering::Relaxed) {
             return Trace::inactive();
         }
-        Trace {
-            start: clock::now(),
-            ident: name.as_ptr() as usize,
-            info: KIND_NAMED | (name.len() as u64) << 8,
-        }
+        Trace::enter(
+            name.as_ptr() as usize,
+            KIND_NAMED | (name.len() as u64) << 8,
+        )
     }
 
     #[inline(always)]
@@ -60,11 +62,33 @@ impl Trace {
         if site.level() > LEVEL.load(Ordering::Relaxed) {
             return Trace::inactive();
         }
-        Trace {
-            start: clock::now(),
-            ident: site as *const Callsite as usize,
-            info: kind,
+        Trace::enter(site as *const Callsite as usize, kind)
+    }
+
+    /// Starts a guard that passed its level check.
+    #[inline(always)]
+    fn enter(ident: usize, info: u64) -> Trace {
+        let (start, info) = if INLINE_TSC.load(Ordering::Relaxed) {
+            (clock::tsc(), info)
+        } else {
+            Trace::enter_slow(ident, info)
+        };
+        Trace { start, ident, info }
+    }
+
+    /// Entry with the monotonic clock, or into a graph-only session's call tree: the guard's
+    /// start and info (a start of 0 records nothing). Two words, returned in registers.
+    #[cold]
+    #[inline(never)]
+    fn enter_slow(ident: usize, info: u64) -> (u64, u64) {
+        let start = clock::now();
+        if GRAPH_ONLY.load(Ordering::Relaxed) {
+            return match calltree::enter(ident, info, start) {
+                Some(graph_info) => (start, graph_info),
+                None => (0, KIND_EVENT),
+            };
         }
+        (start, info)
     }
 
     #[inline(always)]
@@ -122,21 +146,28 @@ impl Trace {
         if self.info == KIND_EVENT || self.info == KIND_ASYNC {
             recorder::record_site_event(self.ident as u64 | self.info, self.start, end);
         } else {
-            self.record_named(end);
+            // By value: a guard whose address is never taken stays in registers, and an
+            // inactive one costs nothing but its compare.
+            record_other(self.ident, self.info, self.start, end);
         }
     }
+}
 
-    #[inline(never)]
-    fn record_named(&self, end: u64) {
-        // SAFETY: named guards store the address and length of a `&'static str`.
-        let name = unsafe {
-            std::str::from_utf8_unchecked(std::slice::from_raw_parts(
-                self.ident as *const u8,
-                (self.info >> 8) as usize,
-            ))
-        };
-        recorder::record_named_event(name, self.start, end);
+/// Ends a named event, or a call of a graph-only session.
+#[inline(never)]
+fn record_other(ident: usize, info: u64, start: u64, end: u64) {
+    if info & KIND_MASK == KIND_GRAPH {
+        calltree::exit(ident, info, start, end);
+        return;
     }
+    // SAFETY: named guards store the address and length of a `&'static str`.
+    let name = unsafe {
+        std::str::from_utf8_unchecked(std::slice::from_raw_parts(
+            ident as *const u8,
+            (info >> 8) as usize,
+        ))
+    };
+    recorder::record_named_event(name, start, end);
 }
 
 /// Attaches metadata to the innermost event open on this thread: the one that contains this

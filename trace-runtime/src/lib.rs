@@ -44,6 +44,7 @@
 #![cfg_attr(not(feature = "enable"), allow(dead_code))]
 
 mod callsite;
+mod calltree;
 pub mod clock;
 mod recorder;
 pub mod session;

@@ -18,7 +18,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::ptr;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::value::Value;
@@ -28,6 +28,8 @@ pub(crate) const KIND_ASYNC: u64 = 1;
 pub(crate) const KIND_NAMED: u64 = 2;
 pub(crate) const KIND_ARG: u64 = 3;
 pub(crate) const KIND_SHORT_NAMED: u64 = 4;
+/// Not a record: the `info` of a guard recorded into a call tree (see `calltree`).
+pub(crate) const KIND_GRAPH: u64 = 5;
 /// Name lengths that fit a `SHORT_NAMED` record.
 pub(crate) const SHORT_NAME_LEN: u64 = 1 << 13;
 pub(crate) const KIND_MASK: u64 = 7;
@@ -44,6 +46,9 @@ pub(crate) const SLOT: usize = 3;
 /// The recording level: 0 when off, else the highest level recorded. The only thing a
 /// disabled call site reads.
 pub(crate) static LEVEL: AtomicU8 = AtomicU8::new(0);
+/// True while a session records events with the TSC clock: a guard's entry reads the counter
+/// inline. Otherwise (the monotonic clock, or a graph-only session) it takes the slow entry.
+pub(crate) static INLINE_TSC: AtomicBool = AtomicBool::new(false);
 /// Incremented at every session start and stop: a buffer of an older epoch is not written.
 pub(crate) static EPOCH: AtomicU64 = AtomicU64::new(0);
 /// Events that could not be recorded because their thread had no buffer: it was being torn
@@ -334,8 +339,13 @@ fn record_slow(header: &[u64], bytes: &[u8]) {
     }
 }
 
+/// Counts an event that had nowhere to go.
+pub(crate) fn count_lost() {
+    LOST_WITHOUT_BUFFER.fetch_add(1, Ordering::Relaxed);
+}
+
 /// A process-wide number for this thread, assigned at its first record (1, 2, ...).
-fn thread_id() -> u64 {
+pub(crate) fn thread_id() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     THREAD_ID
         .try_with(|id| {
@@ -347,7 +357,7 @@ fn thread_id() -> u64 {
         .unwrap_or(0)
 }
 
-fn thread_name(id: u64) -> String {
+pub(crate) fn thread_name(id: u64) -> String {
     match std::thread::current().name() {
         Some(name) => name.to_owned(),
         None => format!("thread-{id}"),

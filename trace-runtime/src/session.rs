@@ -11,11 +11,12 @@ use std::time::Duration;
 use ahash::AHashMap;
 
 use crate::callsite::Callsite;
+use crate::calltree::{CallTree, ThreadTree, GRAPH_ONLY};
 use crate::clock::{self, Anchor, Calibration, ClockKind};
 use crate::recorder::{
-    ThreadBuffer, EPOCH, KIND_ARG, KIND_ASYNC, KIND_EVENT, KIND_MASK, KIND_NAMED, KIND_SHORT_NAMED,
-    LEVEL, LOST_WITHOUT_BUFFER, SHORT_NAME_LEN, SLOT, TYPE_BOOL, TYPE_FLOAT, TYPE_INT, TYPE_STR,
-    TYPE_UINT,
+    ThreadBuffer, EPOCH, INLINE_TSC, KIND_ARG, KIND_ASYNC, KIND_EVENT, KIND_MASK, KIND_NAMED,
+    KIND_SHORT_NAMED, LEVEL, LOST_WITHOUT_BUFFER, SHORT_NAME_LEN, SLOT, TYPE_BOOL, TYPE_FLOAT,
+    TYPE_INT, TYPE_STR, TYPE_UINT,
 };
 use crate::value::Value;
 
@@ -27,6 +28,8 @@ pub struct SessionConfig {
     /// Each thread's buffer holds this many events without metadata; beyond it, events are
     /// dropped and counted.
     pub max_events_per_thread: usize,
+    /// What is kept of each scope.
+    pub mode: RecordMode,
 }
 
 impl Default for SessionConfig {
@@ -34,8 +37,23 @@ impl Default for SessionConfig {
         SessionConfig {
             level: 2,
             max_events_per_thread: 1 << 22,
+            mode: RecordMode::Events,
         }
     }
+}
+
+/// What a session keeps of each scope.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RecordMode {
+    /// Every scope as an event with its start, end and metadata, in bounded per-thread
+    /// buffers ([`Snapshot::threads`]).
+    #[default]
+    Events,
+    /// Only the call graph: each thread folds its calls into a tree of call paths as they
+    /// happen ([`Snapshot::call_trees`]). Memory grows with the number of distinct call paths,
+    /// not with the number of calls; there is no per-event buffer to overflow. Metadata is
+    /// not kept, and entering a scope costs more than in `Events` mode.
+    CallGraph,
 }
 
 /// Why a session could not start or stop.
@@ -70,8 +88,10 @@ struct Active {
     epoch: u64,
     capacity_words: usize,
     level: u8,
+    mode: RecordMode,
     start: Anchor,
     buffers: Vec<Arc<ThreadBuffer>>,
+    trees: Vec<Arc<ThreadTree>>,
 }
 
 static SESSION: Mutex<Option<Active>> = Mutex::new(None);
@@ -97,15 +117,20 @@ pub fn start(config: &SessionConfig) -> Result<(), SessionError> {
     if state.is_some() {
         return Err(SessionError::AlreadyActive);
     }
-    clock::init();
+    let clock = clock::init();
     let epoch = EPOCH.load(Ordering::Relaxed) + 1;
     *state = Some(Active {
         epoch,
         capacity_words: config.max_events_per_thread.saturating_mul(SLOT),
         level: config.level,
+        mode: config.mode,
         start: Anchor::now(),
         buffers: Vec::new(),
+        trees: Vec::new(),
     });
+    let graph_only = config.mode == RecordMode::CallGraph;
+    GRAPH_ONLY.store(graph_only, Ordering::SeqCst);
+    INLINE_TSC.store(clock == ClockKind::Tsc && !graph_only, Ordering::SeqCst);
     EPOCH.store(epoch, Ordering::SeqCst);
     if cfg!(feature = "enable") {
         LEVEL.store(config.level, Ordering::SeqCst);
@@ -125,6 +150,7 @@ pub fn stop() -> Result<Snapshot, SessionError> {
         let active = state.take().ok_or(SessionError::NotActive)?;
         LEVEL.store(0, Ordering::SeqCst);
         EPOCH.store(active.epoch + 1, Ordering::SeqCst);
+        GRAPH_ONLY.store(false, Ordering::SeqCst);
         (active, Anchor::now())
     };
     std::thread::sleep(PUBLISH_GRACE);
@@ -142,7 +168,10 @@ pub(crate) fn attach_thread(
     spare: Option<Arc<ThreadBuffer>>,
 ) -> Result<Arc<ThreadBuffer>, Option<Arc<ThreadBuffer>>> {
     let mut state = session();
-    let Some(active) = state.as_mut().filter(|active| active.epoch == epoch) else {
+    let Some(active) = state
+        .as_mut()
+        .filter(|active| active.epoch == epoch && active.mode == RecordMode::Events)
+    else {
         return Err(spare);
     };
     let reused = spare.and_then(|mut buffer| {
@@ -174,6 +203,25 @@ pub(crate) fn attach_thread(
     Ok(buffer)
 }
 
+/// Called by a thread's first call in a graph-only session: its call tree, registered with
+/// the session. `None` when no graph-only session of `epoch` records.
+pub(crate) fn attach_call_tree(
+    epoch: u64,
+    thread_id: u64,
+    thread_name: fn(u64) -> String,
+) -> Option<Arc<ThreadTree>> {
+    let mut state = session();
+    let active = state
+        .as_mut()
+        .filter(|active| active.epoch == epoch && active.mode == RecordMode::CallGraph)?;
+    let tree = Arc::new(ThreadTree {
+        epoch,
+        tree: Mutex::new(CallTree::new(thread_id, thread_name(thread_id))),
+    });
+    active.trees.push(Arc::clone(&tree));
+    Some(tree)
+}
+
 /// Everything one session recorded.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
@@ -187,8 +235,49 @@ pub struct Snapshot {
     pub clock: ClockKind,
     /// The session's level.
     pub level: u8,
-    /// One entry per thread that recorded, ordered by thread id.
+    /// One entry per thread that recorded, ordered by thread id (in
+    /// [`RecordMode::Events`]).
     pub threads: Vec<ThreadRecord>,
+    /// One call tree per thread that recorded, ordered by thread id (in
+    /// [`RecordMode::CallGraph`]).
+    pub call_trees: Vec<ThreadCallTree>,
+}
+
+/// One thread's calls, folded by call path ([`RecordMode::CallGraph`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThreadCallTree {
+    /// A process-wide thread number, as in [`ThreadRecord::thread_id`].
+    pub thread_id: u64,
+    /// The thread's name, or `thread-<id>`.
+    pub name: String,
+    /// The call paths; a node's parent comes before it.
+    pub nodes: Vec<CallPath>,
+    /// Calls that could not be counted.
+    pub dropped: u64,
+}
+
+/// One call path of a thread: the calls of one name made from one caller path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallPath {
+    /// The event name.
+    pub name: &'static str,
+    /// The call site of the first call, for `#[traced]` and `trace!` scopes.
+    pub callsite: Option<&'static Callsite>,
+    /// The caller's index in [`ThreadCallTree::nodes`]; `None` for a root.
+    pub parent: Option<usize>,
+    /// Other nodes that reached this one through recursion (a call whose name was already on
+    /// its path is folded into that ancestor), except the node itself.
+    pub recursive_callers: Vec<usize>,
+    /// Calls, folded recursive calls included.
+    pub calls: u64,
+    /// Calls folded into this node because it was already on the call path.
+    pub recursive_calls: u64,
+    /// Time from entry to exit of the calls that were not folded, in nanoseconds.
+    pub total_ns: u64,
+    /// Time in the calls themselves and not in a callee, in nanoseconds.
+    pub self_ns: u64,
+    /// Start of the first call, in nanoseconds since the session start.
+    pub first_start_ns: u64,
 }
 
 /// One thread's events.
@@ -242,7 +331,8 @@ impl Event {
 impl Snapshot {
     /// Events dropped on every thread, plus those lost while a thread was being torn down.
     pub fn dropped(&self) -> u64 {
-        self.threads.iter().map(|t| t.dropped).sum()
+        self.threads.iter().map(|t| t.dropped).sum::<u64>()
+            + self.call_trees.iter().map(|t| t.dropped).sum::<u64>()
     }
 
     /// The number of recorded events.
@@ -338,8 +428,17 @@ impl Snapshot {
             .collect::<Vec<_>>();
         let mut threads = threads;
         threads.sort_by_key(|t| t.thread_id);
+        let mut call_trees: Vec<ThreadCallTree> = active
+            .trees
+            .iter()
+            .map(|tree| read_call_tree(tree, &calibration))
+            .collect();
+        call_trees.sort_by_key(|t| t.thread_id);
+        let lost = LOST_WITHOUT_BUFFER.swap(0, Ordering::Relaxed);
         if let Some(first) = threads.first_mut() {
-            first.dropped += LOST_WITHOUT_BUFFER.swap(0, Ordering::Relaxed);
+            first.dropped += lost;
+        } else if let Some(first) = call_trees.first_mut() {
+            first.dropped += lost;
         }
         Snapshot {
             start_wall_ns: active.start.wall_ns,
@@ -348,6 +447,7 @@ impl Snapshot {
             clock: clock::kind(),
             level: active.level,
             threads,
+            call_trees,
         }
     }
 }
@@ -461,8 +561,39 @@ fn innermost_at(events: &[RawEvent], time: u64) -> Option<usize> {
     (0..started).rev().find(|&i| events[i].end >= time)
 }
 
+/// A thread's call tree, in nanoseconds. The session stopped and the publish grace passed,
+/// so the thread no longer changes it; a call still being counted holds the lock, and the
+/// session (never the recording thread) waits for it.
+fn read_call_tree(tree: &ThreadTree, calibration: &Calibration) -> ThreadCallTree {
+    let tree = tree
+        .tree
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let ns = |ticks: u64| (ticks as f64 * calibration.ns_per_tick) as u64;
+    ThreadCallTree {
+        thread_id: tree.thread_id,
+        name: tree.thread_name.clone(),
+        nodes: tree
+            .nodes
+            .iter()
+            .map(|node| CallPath {
+                name: node.name,
+                callsite: node.callsite,
+                parent: node.parent.map(|p| p as usize),
+                recursive_callers: node.recursive_callers.iter().map(|&c| c as usize).collect(),
+                calls: node.calls,
+                recursive_calls: node.recursive_calls,
+                total_ns: ns(node.total_ticks),
+                self_ns: ns(node.self_ticks),
+                first_start_ns: calibration.ns_since_start(node.first_start),
+            })
+            .collect(),
+        dropped: 0,
+    }
+}
+
 /// Rebuilds a `&'static str` from the pointer and length the recorder stored.
-fn static_str(ptr: u64, len: u64) -> &'static str {
+pub(crate) fn static_str(ptr: u64, len: u64) -> &'static str {
     // SAFETY: the recorder stores only the address and length of `&'static str`s (names and
     // keys), which stay valid and UTF-8 for the life of the program.
     unsafe {

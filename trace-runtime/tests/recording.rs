@@ -222,8 +222,8 @@ fn a_reused_buffer_starts_empty_in_the_next_session() {
     let _l = lock();
     // The same capacity twice: the thread's buffer of the first session is reused.
     let config = SessionConfig {
-        level: 2,
         max_events_per_thread: 8,
+        ..SessionConfig::default()
     };
     let first = record(config.clone(), || {
         for _ in 0..20 {
