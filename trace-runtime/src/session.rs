@@ -570,24 +570,47 @@ fn read_call_tree(tree: &ThreadTree, calibration: &Calibration) -> ThreadCallTre
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let ns = |ticks: u64| (ticks as f64 * calibration.ns_per_tick) as u64;
-    ThreadCallTree {
-        thread_id: tree.thread_id,
-        name: tree.thread_name.clone(),
-        nodes: tree
-            .nodes
-            .iter()
-            .map(|node| CallPath {
+    // Sums over each node's children, in ticks and in nanoseconds: where a node's total is
+    // exactly its self time plus its callees' totals (no recursion folded in), its self time
+    // in nanoseconds is taken as the difference, so that the parts add up to the whole
+    // exactly rather than within rounding.
+    let mut children_ticks = vec![0u64; tree.nodes.len()];
+    let mut children_ns = vec![0u64; tree.nodes.len()];
+    for node in &tree.nodes {
+        if let Some(parent) = node.parent {
+            children_ticks[parent as usize] += node.total_ticks;
+            children_ns[parent as usize] += ns(node.total_ticks);
+        }
+    }
+    let nodes = tree
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let total_ns = ns(node.total_ticks);
+            let exact = node.recursive_calls == 0
+                && node.total_ticks == node.self_ticks + children_ticks[i];
+            CallPath {
                 name: node.name,
                 callsite: node.callsite,
                 parent: node.parent.map(|p| p as usize),
                 recursive_callers: node.recursive_callers.iter().map(|&c| c as usize).collect(),
                 calls: node.calls,
                 recursive_calls: node.recursive_calls,
-                total_ns: ns(node.total_ticks),
-                self_ns: ns(node.self_ticks),
+                total_ns,
+                self_ns: if exact {
+                    total_ns.saturating_sub(children_ns[i])
+                } else {
+                    ns(node.self_ticks)
+                },
                 first_start_ns: calibration.ns_since_start(node.first_start),
-            })
-            .collect(),
+            }
+        })
+        .collect();
+    ThreadCallTree {
+        thread_id: tree.thread_id,
+        name: tree.thread_name.clone(),
+        nodes,
         dropped: 0,
     }
 }

@@ -73,12 +73,9 @@ fn calls_fold_by_path_and_recursion_folds_into_its_ancestor() {
     let (step, leaf, recursion) = (&tree.nodes[0], &tree.nodes[1], &tree.nodes[2]);
     // Totals nest: a caller's total covers its callees' totals and its own self time.
     assert!(step.total_ns >= leaf.total_ns + recursion.total_ns);
-    // Exact in ticks; each of the four is rounded down on its own to whole nanoseconds.
-    let parts = step.self_ns + leaf.total_ns + recursion.total_ns;
-    assert!(
-        step.total_ns.abs_diff(parts) <= 3,
-        "{} vs {parts}",
-        step.total_ns
+    assert_eq!(
+        step.total_ns,
+        step.self_ns + leaf.total_ns + recursion.total_ns
     );
     assert_eq!(leaf.total_ns, leaf.self_ns);
     assert_eq!(
