@@ -3,10 +3,12 @@
 //!
 //! A file is only ever appended to. Each call writes whole records and flushes them, so a
 //! reader sees complete records, or at worst a truncated last one while a write is in
-//! progress, which TensorBoard's readers treat as "more to come" rather than as damage.
+//! progress, which TensorBoard's readers treat as "more to come" rather than as damage. A
+//! write that fails (a full disk) is cut back off the file, so that no partial record stays
+//! in it and later records still read.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter};
+use std::io::{self, BufWriter, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -39,6 +41,8 @@ pub(crate) struct EventFile {
     path: PathBuf,
     /// `None` once closed.
     records: Option<RecordWriter<BufWriter<File>>>,
+    /// Bytes of whole records in the file: where a failed write is cut back to.
+    len: u64,
 }
 
 impl EventFile {
@@ -69,6 +73,7 @@ impl EventFile {
         let mut events = EventFile {
             path,
             records: Some(RecordWriter::new(BufWriter::new(file))),
+            len: 0,
         };
         let first = Event {
             wall_time: wall,
@@ -89,11 +94,13 @@ impl EventFile {
         &self.path
     }
 
-    /// Appends `events` as records and flushes them to the file.
+    /// Appends `events` as records and flushes them to the file. On error none of them is
+    /// in the file.
     pub(crate) fn write(&mut self, events: &[Event]) -> Result<()> {
         let path = &self.path;
         let records = self.records.as_mut().ok_or_else(|| closed(path))?;
         let mut data = Vec::new();
+        let mut written = 0;
         let result = events
             .iter()
             .try_for_each(|event| {
@@ -101,10 +108,38 @@ impl EventFile {
                 event
                     .encode(&mut data)
                     .expect("a Vec grows to hold any message");
+                written += RECORD_FRAMING + data.len() as u64;
                 records.write_record(&data)
             })
             .and_then(|()| records.flush());
-        result.map_err(|e| Error::io("write", path, e))
+        match result {
+            Ok(()) => {
+                self.len += written;
+                Ok(())
+            }
+            Err(e) => {
+                self.cut_back();
+                Err(Error::io("write", &self.path, e))
+            }
+        }
+    }
+
+    /// After a failed write, drops what it left: the bytes still buffered, and those that
+    /// reached the file after its last whole record. If the file cannot be cut, closes it, so
+    /// that later writes fail rather than append records no reader would reach.
+    #[cold]
+    fn cut_back(&mut self) {
+        let Some(records) = self.records.take() else {
+            return;
+        };
+        // `into_parts` hands the file back without flushing the buffer.
+        let (mut file, _unwritten) = records.into_inner().into_parts();
+        let cut = file
+            .set_len(self.len)
+            .and_then(|()| file.seek(SeekFrom::Start(self.len)));
+        if cut.is_ok() {
+            self.records = Some(RecordWriter::new(BufWriter::new(file)));
+        }
     }
 
     /// Flushes buffered records to the file.
@@ -135,6 +170,10 @@ impl EventFile {
         self.records.is_none()
     }
 }
+
+/// Bytes a TFRecord adds to its data: the length and its checksum before, the data's
+/// checksum after.
+const RECORD_FRAMING: u64 = 8 + 4 + 4;
 
 // Dropping an open `EventFile` flushes it: `BufWriter` writes out its buffer on drop.
 

@@ -68,9 +68,10 @@ pub(crate) fn write_claiming_name(
         file.write_all(bytes)?;
         file.sync_all()
     };
+    // The error names the file the caller asked for, not the hidden temporary name.
     write().map_err(|e| {
         let _ = fs::remove_file(&temporary);
-        Error::io("write", &temporary, e)
+        Error::io("write", dir.join(format!("{stem}{suffix}")), e)
     })?;
     let mut last_error = None;
     for host in [stem.to_owned(), format!("{stem}.{pid}")] {

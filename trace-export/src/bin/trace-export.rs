@@ -89,7 +89,11 @@ fn convert(xplane: &Path, out: &Path) -> Result<(), Error> {
         chrome::write_json(&space, file)
     };
     if let Err(e) = written {
-        let _ = std::fs::remove_file(out);
+        // Remove the partial output, but only a regular file: never a device such as
+        // `/dev/full` (which root could delete), nor a symbolic link the user made.
+        if std::fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_file()) {
+            let _ = std::fs::remove_file(out);
+        }
         return Err(io_error(e));
     }
     eprintln!("wrote {}", out.display());
