@@ -8,8 +8,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use ahash::AHashMap;
-
 use crate::callsite::Callsite;
 use crate::calltree::{CallTree, ThreadTree, GRAPH_ONLY};
 use crate::clock::{self, Anchor, Calibration, ClockKind};
@@ -359,6 +357,8 @@ impl Snapshot {
             events.retain(|e| {
                 window.contains(&e.start) && window.contains(&e.end) && e.start <= e.end
             });
+            // Records arrive in completion order, each caller after its callees: nearly
+            // sorted by start, which the stable sort handles in long runs.
             events.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
             args.extend(thread_args.into_iter().map(|arg| (threads.len(), arg)));
             threads.push((buffer, events));
@@ -367,63 +367,64 @@ impl Snapshot {
         // Metadata of a guard names its event by (identity, start), looked up on the guard's
         // own thread first: two threads can read the same tick for the same call site. An
         // async fn that moved has its event on another thread, found in a second pass.
-        // Free `set_metadata` names a time instead.
-        let mut owners: AHashMap<(u64, u64, usize), usize> = AHashMap::new();
-        for (t, (_, events)) in threads.iter().enumerate() {
-            for (i, event) in events.iter().enumerate() {
-                owners.insert((event.ident, event.start, t), i);
-            }
-        }
-        let mut metadata: Vec<Vec<Vec<(&'static str, Value<'static>)>>> = threads
-            .iter()
-            .map(|(_, events)| vec![Vec::new(); events.len()])
-            .collect();
+        // Free `set_metadata` names a time instead. Events are sorted by start, so each
+        // lookup is a binary search; metadata is kept per thread as (event, key, value).
+        type Attached = Vec<(usize, &'static str, Value<'static>)>;
+        let mut metadata: Vec<Attached> = vec![Vec::new(); threads.len()];
         let mut moved = Vec::new();
         for (thread, arg) in args {
+            let events = &threads[thread].1;
             let owner = if arg.owner_ident != 0 {
-                owners
-                    .get(&(arg.owner_ident, arg.owner_start, thread))
-                    .map(|&i| (thread, i))
+                owner_of(events, arg.owner_ident, arg.owner_start)
             } else {
-                innermost_at(&threads[thread].1, arg.owner_start).map(|i| (thread, i))
+                innermost_at(events, arg.owner_start)
             };
             match owner {
-                Some((t, i)) => metadata[t][i].push((arg.key, arg.value)),
+                Some(i) => metadata[thread].push((i, arg.key, arg.value)),
                 None if arg.owner_ident != 0 => moved.push(arg),
                 None => {}
             }
         }
-        if !moved.is_empty() {
-            let anywhere: AHashMap<(u64, u64), (usize, usize)> = owners
-                .iter()
-                .map(|(&(ident, start, t), &i)| ((ident, start), (t, i)))
-                .collect();
-            for arg in moved {
-                if let Some(&(t, i)) = anywhere.get(&(arg.owner_ident, arg.owner_start)) {
-                    metadata[t][i].push((arg.key, arg.value));
-                }
+        for arg in moved {
+            let found = threads.iter().enumerate().find_map(|(t, (_, events))| {
+                owner_of(events, arg.owner_ident, arg.owner_start).map(|i| (t, i))
+            });
+            if let Some((t, i)) = found {
+                metadata[t].push((i, arg.key, arg.value));
             }
         }
 
         let threads = threads
             .into_iter()
             .zip(metadata)
-            .map(|((buffer, events), metadata)| ThreadRecord {
-                thread_id: buffer.thread_id,
-                name: buffer.thread_name.clone(),
-                events: events
+            .map(|((buffer, events), mut attached)| {
+                // Stable: an event's metadata stays in the order it was recorded.
+                attached.sort_by_key(|&(i, _, _)| i);
+                let mut attached = attached.into_iter().peekable();
+                let events = events
                     .into_iter()
-                    .zip(metadata)
-                    .map(|(raw, metadata)| Event {
-                        name: raw.name,
-                        callsite: raw.callsite,
-                        start_ns: calibration.ns_since_start(raw.start),
-                        end_ns: calibration.ns_since_start(raw.end),
-                        is_async: raw.is_async,
-                        metadata,
+                    .enumerate()
+                    .map(|(i, raw)| {
+                        let mut metadata = Vec::new();
+                        while let Some((_, key, value)) = attached.next_if(|&(at, _, _)| at == i) {
+                            metadata.push((key, value));
+                        }
+                        Event {
+                            name: raw.name,
+                            callsite: raw.callsite,
+                            start_ns: calibration.ns_since_start(raw.start),
+                            end_ns: calibration.ns_since_start(raw.end),
+                            is_async: raw.is_async,
+                            metadata,
+                        }
                     })
-                    .collect(),
-                dropped: buffer.dropped(),
+                    .collect();
+                ThreadRecord {
+                    thread_id: buffer.thread_id,
+                    name: buffer.thread_name.clone(),
+                    events,
+                    dropped: buffer.dropped(),
+                }
             })
             .collect::<Vec<_>>();
         let mut threads = threads;
@@ -553,6 +554,16 @@ fn decode_words(words: &[u64]) -> (Vec<RawEvent>, Vec<RawArg>) {
         }
     }
     (events, args)
+}
+
+/// The event of a sorted line that started at `start` with identity `ident`.
+fn owner_of(events: &[RawEvent], ident: u64, start: u64) -> Option<usize> {
+    let first = events.partition_point(|e| e.start < start);
+    events[first..]
+        .iter()
+        .take_while(|e| e.start == start)
+        .position(|e| e.ident == ident)
+        .map(|k| first + k)
 }
 
 /// The innermost event of a sorted line that contains `time`.
