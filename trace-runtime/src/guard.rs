@@ -160,13 +160,8 @@ fn record_other(ident: usize, info: u64, start: u64, end: u64) {
         calltree::exit(ident, info, start, end);
         return;
     }
-    // SAFETY: named guards store the address and length of a `&'static str`.
-    let name = unsafe {
-        std::str::from_utf8_unchecked(std::slice::from_raw_parts(
-            ident as *const u8,
-            (info >> 8) as usize,
-        ))
-    };
+    // Named guards store the address and length of a `&'static str`.
+    let name = crate::session::static_str(ident as u64, info >> 8);
     recorder::record_named_event(name, start, end);
 }
 
