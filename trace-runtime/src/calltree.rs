@@ -8,9 +8,11 @@
 //! is already on the path from the root is folded into that ancestor (recursion), as the
 //! exporters' call graph folds it.
 //!
-//! Each thread's tree sits behind a mutex that only the thread itself takes while recording;
-//! the session takes it once, after the recording stopped. The thread never waits for it: if
-//! the lock is taken (the session is reading), the call is counted as lost.
+//! Each thread's tree sits behind a mutex that only the thread itself takes while recording.
+//! `session::stop` takes every thread's lock at once, reads its stop time and seals the trees:
+//! a call whose exit (and its end clock, read under the lock) came first is counted, a later
+//! one sees the seal and belongs to no session. A thread waits for its lock only during that
+//! seal, which takes microseconds.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use ahash::AHashMap;
 
 use crate::callsite::Callsite;
+use crate::clock;
 use crate::recorder::{self, EPOCH, KIND_ASYNC, KIND_EVENT, KIND_GRAPH, KIND_MASK};
 
 /// True while a graph-only session records.
@@ -83,16 +86,22 @@ pub(crate) struct CallTree {
     /// (parent, name) → node.
     index: AHashMap<(Option<u32>, &'static str), u32>,
     frames: Vec<Frame>,
+    /// The session's start, in ticks: a call entered before it belongs to no session.
+    session_start: u64,
+    /// Set by the session when it stopped: calls no longer count.
+    pub(crate) sealed: bool,
 }
 
 impl CallTree {
-    pub(crate) fn new(thread_id: u64, thread_name: String) -> CallTree {
+    pub(crate) fn new(thread_id: u64, thread_name: String, session_start: u64) -> CallTree {
         CallTree {
             thread_id,
             thread_name,
             nodes: Vec::new(),
             index: AHashMap::new(),
             frames: Vec::new(),
+            session_start,
+            sealed: false,
         }
     }
 
@@ -173,8 +182,8 @@ impl CallTree {
     }
 
     /// Closes the call opened as frame `frame` at `start`. A call whose frame is not on this
-    /// thread (an `async fn` that moved, or one entered in an earlier session) is counted at
-    /// the root under its name.
+    /// thread (an `async fn` that moved) is counted at the root under its name; one entered
+    /// before the session started is not counted, as events mode keeps no such event.
     fn exit(
         &mut self,
         name: &'static str,
@@ -189,6 +198,9 @@ impl CallTree {
             .get(frame as usize)
             .is_some_and(|f| f.start == start && !f.closed);
         if !open {
+            if start < self.session_start {
+                return;
+            }
             let node = self.node(None, name, site);
             let entry = &mut self.nodes[node as usize];
             entry.calls += 1;
@@ -236,45 +248,73 @@ fn describe(ident: usize, info: u64) -> (&'static str, Option<&'static Callsite>
     }
 }
 
-/// Runs `f` on this thread's tree of the current session, attaching one first. `None` when
-/// no graph-only session records, or the tree cannot be had without waiting.
-fn with_tree<R>(f: impl FnOnce(&mut CallTree) -> R) -> Option<R> {
+/// Why a call was not counted.
+enum Missed {
+    /// No graph-only session records the call: it belongs to none.
+    NoSession,
+    /// The call happened in a session but could not be counted.
+    Lost,
+}
+
+/// Runs `f` on this thread's tree of the current session, attaching one first.
+fn with_tree<R>(f: impl FnOnce(&mut CallTree) -> Option<R>) -> Result<R, Missed> {
     let epoch = EPOCH.load(Ordering::Acquire);
     TREE.try_with(|cell| {
-        let mut slot = cell.try_borrow_mut().ok()?;
+        // Borrowed: a call made while this thread updates its tree (a traced allocator).
+        let mut slot = cell.try_borrow_mut().map_err(|_| Missed::Lost)?;
         if slot.as_ref().map(|tree| tree.epoch) != Some(epoch) {
-            *slot = Some(crate::session::attach_call_tree(
-                epoch,
-                recorder::thread_id(),
-                recorder::thread_name,
-            )?);
+            *slot = Some(
+                crate::session::attach_call_tree(
+                    epoch,
+                    recorder::thread_id(),
+                    recorder::thread_name,
+                )
+                .ok_or(Missed::NoSession)?,
+            );
         }
-        let tree = slot.as_ref()?;
-        let mut guard = tree.tree.try_lock().ok()?;
-        Some(f(&mut guard))
+        let tree = slot.as_ref().ok_or(Missed::NoSession)?;
+        // Taken by another thread only while the session seals the trees. A panic inside
+        // `f` leaves the tree consistent (each update is a few counters), so poisoning is
+        // ignored.
+        let mut tree = tree.tree.lock().unwrap_or_else(|p| p.into_inner());
+        if tree.sealed {
+            return Err(Missed::NoSession);
+        }
+        f(&mut tree).ok_or(Missed::Lost)
     })
-    .ok()
-    .flatten()
+    // The thread is being torn down.
+    .unwrap_or(Err(Missed::Lost))
+}
+
+fn count_if_lost<R>(result: Result<R, Missed>) -> Option<R> {
+    match result {
+        Ok(value) => Some(value),
+        Err(Missed::NoSession) => None,
+        Err(Missed::Lost) => {
+            recorder::count_lost();
+            None
+        }
+    }
 }
 
 /// Opens a call of the guard `(ident, info)` at `start`; returns the guard's new `info`
-/// word, or `None` when the call is not recorded (and then counted as lost).
+/// word, or `None` when the call is not recorded (counted as lost when it belongs to a
+/// session).
 pub(crate) fn enter(ident: usize, info: u64, start: u64) -> Option<u64> {
     let (name, site) = describe(ident, info);
-    let packed = with_tree(|tree| tree.enter(name, site, start))
-        .flatten()
-        .and_then(|frame| pack(info, frame));
-    if packed.is_none() {
-        recorder::count_lost();
-    }
-    packed
+    count_if_lost(with_tree(|tree| {
+        tree.enter(name, site, start)
+            .and_then(|frame| pack(info, frame))
+    }))
 }
 
-/// Closes a call opened by [`enter`]; `graph_info` is what it returned.
-pub(crate) fn exit(ident: usize, graph_info: u64, start: u64, end: u64) {
+/// Closes a call opened by [`enter`]; `graph_info` is what it returned. The end clock is read
+/// under the tree's lock, so the call is counted exactly when it ended before the stop.
+pub(crate) fn exit(ident: usize, graph_info: u64, start: u64) {
     let (info, frame) = unpack(graph_info);
     let (name, site) = describe(ident, info);
-    if with_tree(|tree| tree.exit(name, site, frame, start, end)).is_none() {
-        recorder::count_lost();
-    }
+    count_if_lost(with_tree(|tree| {
+        tree.exit(name, site, frame, start, clock::now());
+        Some(())
+    }));
 }

@@ -51,6 +51,24 @@ pub(crate) fn tsc() -> u64 {
     now()
 }
 
+/// [`now`], read only after every earlier instruction has completed, so that the reading is
+/// not taken ahead of the loads before it (`rdtsc` may otherwise run early).
+pub(crate) fn now_after_loads() -> u64 {
+    complete_earlier_instructions();
+    now()
+}
+
+/// Waits until every earlier instruction, clock reads included, has completed.
+pub(crate) fn complete_earlier_instructions() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `lfence` has no preconditions; SSE2 is part of x86_64.
+    unsafe {
+        core::arch::x86_64::_mm_lfence()
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    std::sync::atomic::fence(Ordering::SeqCst);
+}
+
 #[cold]
 #[inline(never)]
 fn monotonic_ticks() -> u64 {

@@ -130,39 +130,38 @@ impl Trace {
 }
 
 impl Drop for Trace {
-    // Kept tiny so that it inlines into every scope: an inactive guard costs one compare.
+    // Kept tiny so that it inlines into every scope: an inactive guard costs one compare. The
+    // recording is out of line, with the guard's words passed by value, in registers: a guard
+    // whose address is never taken is never spilled.
     #[inline(always)]
     fn drop(&mut self) {
         if self.start != 0 {
-            self.record();
+            end_event(self.ident, self.info, self.start);
         }
     }
 }
 
-impl Trace {
-    #[inline(always)]
-    fn record(&self) {
-        let end = clock::now();
-        if self.info == KIND_EVENT || self.info == KIND_ASYNC {
-            recorder::record_site_event(self.ident as u64 | self.info, self.start, end);
-        } else {
-            // By value: a guard whose address is never taken stays in registers, and an
-            // inactive one costs nothing but its compare.
-            record_other(self.ident, self.info, self.start, end);
-        }
+/// Records the event of an active guard, which ends now. The recorder reads the end clock
+/// itself, because when it is read matters to a concurrent stop (see `recorder`).
+#[inline(never)]
+fn end_event(ident: usize, info: u64, start: u64) {
+    if info == KIND_EVENT || info == KIND_ASYNC {
+        recorder::record_site_event(ident as u64 | info, start);
+    } else {
+        record_other(ident, info, start);
     }
 }
 
 /// Ends a named event, or a call of a graph-only session.
 #[inline(never)]
-fn record_other(ident: usize, info: u64, start: u64, end: u64) {
+fn record_other(ident: usize, info: u64, start: u64) {
     if info & KIND_MASK == KIND_GRAPH {
-        calltree::exit(ident, info, start, end);
+        calltree::exit(ident, info, start);
         return;
     }
     // Named guards store the address and length of a `&'static str`.
     let name = crate::session::static_str(ident as u64, info >> 8);
-    recorder::record_named_event(name, start, end);
+    recorder::record_named_event(name, start);
 }
 
 /// Attaches metadata to the innermost event open on this thread: the one that contains this

@@ -43,6 +43,7 @@
 // With `enable` off the recorder is compiled (sessions still start and stop) but never called.
 #![cfg_attr(not(feature = "enable"), allow(dead_code))]
 
+mod barrier;
 mod callsite;
 mod calltree;
 pub mod clock;

@@ -5,6 +5,14 @@
 //! session. Appending takes no lock, allocates nothing and makes no syscall: a few relaxed
 //! stores and one release store of the length, which the session reads when it stops.
 //!
+//! Stopping without losing events: a thread marks its buffer (the low bit of its length)
+//! before it reads an event's end clock and clears the mark when it publishes the event.
+//! `session::stop` reads its stop time, ends the epoch, issues a barrier on every thread of
+//! the process (`barrier`) and then waits for the marks to clear: an event whose end is
+//! before the stop time is then either published or marked, never neither. Paths that
+//! attach a buffer or record into one they do not own yet count themselves in
+//! [`IN_FLIGHT`] instead, and the session waits for that count to reach zero.
+//!
 //! Record layout, three `u64` words per slot. The low three bits of a record's first word
 //! give its kind; call-site pointers are 8-aligned, so a plain event is just the pointer.
 //!
@@ -18,9 +26,10 @@
 
 use std::cell::{Cell, RefCell};
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{compiler_fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::clock;
 use crate::value::Value;
 
 pub(crate) const KIND_EVENT: u64 = 0;
@@ -54,6 +63,13 @@ pub(crate) static EPOCH: AtomicU64 = AtomicU64::new(0);
 /// Events that could not be recorded because their thread had no buffer: it was being torn
 /// down, or its buffer could not be allocated.
 pub(crate) static LOST_WITHOUT_BUFFER: AtomicU64 = AtomicU64::new(0);
+/// Records under way on the slow path, which reads [`EPOCH`] after counting itself here and
+/// its end clock after that. `session::stop` waits for this to reach zero.
+pub(crate) static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// The low bit of [`ThreadBuffer`]'s length word: an event's end clock was read and the event
+/// is not published yet.
+const WRITING: usize = 1;
 
 /// One thread's records for one session, shared by the thread (which appends) and the session
 /// (which reads after it stops).
@@ -62,8 +78,9 @@ pub(crate) struct ThreadBuffer {
     pub(crate) thread_id: u64,
     pub(crate) thread_name: String,
     words: Box<[AtomicU64]>,
-    /// Words published; written by the owner thread only.
-    len: AtomicUsize,
+    /// Words published, shifted left by one, with [`WRITING`] in the low bit; written by the
+    /// owner thread only.
+    state: AtomicUsize,
     /// Records that did not fit.
     dropped: AtomicU64,
 }
@@ -81,29 +98,44 @@ impl ThreadBuffer {
             thread_id,
             thread_name,
             words: zeroed_words(capacity_words)?,
-            len: AtomicUsize::new(0),
+            state: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
         })
     }
 
+    /// Reads the clock and appends the event that ends now, with the buffer marked from
+    /// before the clock read until the event is published.
     #[inline(always)]
-    fn try_push_event(&self, w0: u64, w1: u64, w2: u64) -> bool {
-        let len = self.len.load(Ordering::Relaxed);
+    fn push_event_ending_now(&self, w0: u64, start: u64) {
+        // Even: only this thread writes the state, and it leaves it unmarked.
+        let state = self.state.load(Ordering::Relaxed);
+        self.state.store(state | WRITING, Ordering::Relaxed);
+        // The mark is stored before the clock is read: `session::stop` relies on it.
+        compiler_fence(Ordering::SeqCst);
+        let end = clock::now();
+        let len = state >> 1;
         match self.words.get(len..len + SLOT) {
             Some([a, b, c]) => {
                 a.store(w0, Ordering::Relaxed);
-                b.store(w1, Ordering::Relaxed);
-                c.store(w2, Ordering::Relaxed);
-                self.len.store(len + SLOT, Ordering::Release);
-                true
+                b.store(start, Ordering::Relaxed);
+                c.store(end, Ordering::Relaxed);
+                self.state.store((len + SLOT) << 1, Ordering::Release);
             }
-            _ => false,
+            _ => self.drop_marked(state),
         }
     }
 
+    /// The buffer is full: counts the event and clears the mark.
+    #[cold]
+    #[inline(never)]
+    fn drop_marked(&self, state: usize) {
+        self.count_drop();
+        self.state.store(state, Ordering::Release);
+    }
+
     /// Appends `header` (a whole number of slots) and `bytes` packed into whole slots.
-    fn try_push_record(&self, header: &[u64], bytes: &[u8]) -> bool {
-        let len = self.len.load(Ordering::Relaxed);
+    pub(crate) fn try_push_record(&self, header: &[u64], bytes: &[u8]) -> bool {
+        let len = self.state.load(Ordering::Relaxed) >> 1;
         let byte_words = bytes.len().div_ceil(8).next_multiple_of(SLOT);
         let Some(dest) = self.words.get(len..len + header.len() + byte_words) else {
             return false;
@@ -117,7 +149,7 @@ impl ThreadBuffer {
             word[..chunk.len()].copy_from_slice(chunk);
             slot.store(u64::from_le_bytes(word), Ordering::Relaxed);
         }
-        self.len.store(len + dest.len(), Ordering::Release);
+        self.state.store((len + dest.len()) << 1, Ordering::Release);
         true
     }
 
@@ -125,7 +157,7 @@ impl ThreadBuffer {
     /// i.e. the earlier session has finished reading it.
     pub(crate) fn reset(&mut self, epoch: u64) {
         self.epoch = epoch;
-        *self.len.get_mut() = 0;
+        *self.state.get_mut() = 0;
         *self.dropped.get_mut() = 0;
     }
 
@@ -134,9 +166,14 @@ impl ThreadBuffer {
         self.words.len()
     }
 
+    /// True while the owner has read an event's end clock and not yet published the event.
+    pub(crate) fn is_writing(&self) -> bool {
+        self.state.load(Ordering::Acquire) & WRITING != 0
+    }
+
     /// The published words, copied out. Called by the session after it stopped.
     pub(crate) fn published(&self) -> Vec<u64> {
-        let len = self.len.load(Ordering::Acquire);
+        let len = self.state.load(Ordering::Acquire) >> 1;
         self.words[..len]
             .iter()
             .map(|w| w.load(Ordering::Relaxed))
@@ -215,38 +252,68 @@ fn current_buffer() -> Option<&'static ThreadBuffer> {
     unsafe { raw.as_ref() }
 }
 
-/// Records a complete three-word event: a call site's (`KIND_EVENT`, `KIND_ASYNC`) or a
-/// short named one.
+/// Records a three-word event that ends now: a call site's (`KIND_EVENT`, `KIND_ASYNC`) or a
+/// short named one. Reads the end clock itself, after marking the buffer.
 #[inline(always)]
-pub(crate) fn record_site_event(w0: u64, start: u64, end: u64) {
+pub(crate) fn record_site_event(w0: u64, start: u64) {
     if let Some(buffer) = current_buffer() {
-        if buffer.epoch == EPOCH.load(Ordering::Relaxed) && buffer.try_push_event(w0, start, end) {
+        if buffer.epoch == EPOCH.load(Ordering::Relaxed) {
+            buffer.push_event_ending_now(w0, start);
             return;
         }
     }
-    record_slow_event(w0, start, end);
+    record_event_slow(w0, start);
 }
 
-/// [`record_slow`] for a three-word event, taking its words in registers so that the inlined
-/// hot path stays small.
+/// Counts a slow-path record in [`IN_FLIGHT`] while it lives.
+struct InFlight;
+
+impl InFlight {
+    /// Counts the caller in; the epoch it reads after this is the session it records into.
+    fn begin() -> InFlight {
+        IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// The epoch to record into and the end clock, read in that order after counting in.
+fn epoch_then_clock() -> (u64, u64) {
+    let epoch = EPOCH.load(Ordering::SeqCst);
+    (epoch, clock::now_after_loads())
+}
+
+/// [`record_site_event`] without this session's buffer: the thread's first event in the
+/// session, or one after the session stopped. Takes its words in registers so that the
+/// inlined hot path stays small.
 #[cold]
 #[inline(never)]
-fn record_slow_event(w0: u64, start: u64, end: u64) {
-    record_slow(&[w0, start, end], &[]);
+fn record_event_slow(w0: u64, start: u64) {
+    let _in_flight = InFlight::begin();
+    let (epoch, end) = epoch_then_clock();
+    record_slow(epoch, &[w0, start, end], &[]);
 }
 
-/// Records a complete event whose name is a run-time `&'static str`.
+/// Records an event that ends now, whose name is a run-time `&'static str`.
 #[inline(always)]
-pub(crate) fn record_named_event(name: &'static str, start: u64, end: u64) {
+pub(crate) fn record_named_event(name: &'static str, start: u64) {
     let (ptr, len) = (name.as_ptr() as u64, name.len() as u64);
     if ptr >> 48 == 0 && len < SHORT_NAME_LEN {
-        return record_site_event(ptr << 16 | len << 3 | KIND_SHORT_NAMED, start, end);
+        return record_site_event(ptr << 16 | len << 3 | KIND_SHORT_NAMED, start);
     }
-    record_long_named_event(name, start, end)
+    record_long_named_event(name, start)
 }
 
+/// Names of 8 KiB and more take the slow path: they are rare, and their record is two slots.
 #[cold]
-fn record_long_named_event(name: &'static str, start: u64, end: u64) {
+fn record_long_named_event(name: &'static str, start: u64) {
+    let _in_flight = InFlight::begin();
+    let (epoch, end) = epoch_then_clock();
     let header = [
         KIND_NAMED | (name.len() as u64) << 8,
         name.as_ptr() as u64,
@@ -255,7 +322,7 @@ fn record_long_named_event(name: &'static str, start: u64, end: u64) {
         0,
         0,
     ];
-    push_record(&header, &[]);
+    record_slow(epoch, &header, &[]);
 }
 
 /// Records one metadata entry for the event identified by (`owner_ident`, `owner_start`), or
@@ -285,19 +352,26 @@ fn push_record(header: &[u64; 6], bytes: &[u8]) {
             return;
         }
     }
-    record_slow(header, bytes);
+    record_arg_slow(header, bytes);
 }
 
-/// The first record of a thread in a session, a full buffer, or a record that arrives after
-/// its session stopped.
 #[cold]
 #[inline(never)]
-fn record_slow(header: &[u64], bytes: &[u8]) {
-    let epoch = EPOCH.load(Ordering::Acquire);
+fn record_arg_slow(header: &[u64; 6], bytes: &[u8]) {
+    let _in_flight = InFlight::begin();
+    record_slow(EPOCH.load(Ordering::SeqCst), header, bytes);
+}
+
+/// Records into session `epoch`, read after the caller counted itself [`IN_FLIGHT`]: the
+/// thread's first record in the session (its buffer is attached), a full buffer (the record
+/// is counted as dropped), or a record after its session stopped (it belongs to none).
+fn record_slow(epoch: u64, header: &[u64], bytes: &[u8]) {
     if let Some(buffer) = current_buffer() {
         if buffer.epoch == epoch {
-            // The buffer is this session's and it is full.
-            buffer.count_drop();
+            // The buffer is this session's: the record is a long named event, or it is full.
+            if !buffer.try_push_record(header, bytes) {
+                buffer.count_drop();
+            }
             return;
         }
     }

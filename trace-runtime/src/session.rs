@@ -6,15 +6,16 @@
 use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::barrier;
 use crate::callsite::Callsite;
 use crate::calltree::{CallTree, ThreadTree, GRAPH_ONLY};
 use crate::clock::{self, Anchor, Calibration, ClockKind};
 use crate::recorder::{
-    ThreadBuffer, EPOCH, INLINE_TSC, KIND_ARG, KIND_ASYNC, KIND_EVENT, KIND_MASK, KIND_NAMED,
-    KIND_SHORT_NAMED, LEVEL, LOST_WITHOUT_BUFFER, SHORT_NAME_LEN, SLOT, TYPE_BOOL, TYPE_FLOAT,
-    TYPE_INT, TYPE_STR, TYPE_UINT,
+    ThreadBuffer, EPOCH, INLINE_TSC, IN_FLIGHT, KIND_ARG, KIND_ASYNC, KIND_EVENT, KIND_MASK,
+    KIND_NAMED, KIND_SHORT_NAMED, LEVEL, LOST_WITHOUT_BUFFER, SHORT_NAME_LEN, SLOT, TYPE_BOOL,
+    TYPE_FLOAT, TYPE_INT, TYPE_STR, TYPE_UINT,
 };
 use crate::value::Value;
 
@@ -90,13 +91,17 @@ struct Active {
     start: Anchor,
     buffers: Vec<Arc<ThreadBuffer>>,
     trees: Vec<Arc<ThreadTree>>,
+    /// `stop` has ended the recording and waits for events under way: a new session cannot
+    /// start yet, and threads may still attach to this one.
+    stopping: bool,
 }
 
 static SESSION: Mutex<Option<Active>> = Mutex::new(None);
 
-/// How long `stop` waits for records whose clock was read before the stop but whose store
-/// had not been published yet (a thread descheduled between the two).
-const PUBLISH_GRACE: Duration = Duration::from_millis(2);
+/// The longest `stop` waits for a thread to publish an event whose end clock it has read. A
+/// thread suspended there (by a debugger, or a signal that stops it) would hold the stop for
+/// good; after this, its event is counted as dropped instead.
+const PUBLISH_WAIT_LIMIT: Duration = Duration::from_secs(1);
 
 fn session() -> MutexGuard<'static, Option<Active>> {
     // The state is consistent after every statement, so a panic elsewhere never poisons it
@@ -125,7 +130,9 @@ pub fn start(config: &SessionConfig) -> Result<(), SessionError> {
         start: Anchor::now(),
         buffers: Vec::new(),
         trees: Vec::new(),
+        stopping: false,
     });
+    barrier::prepare();
     let graph_only = config.mode == RecordMode::CallGraph;
     GRAPH_ONLY.store(graph_only, Ordering::SeqCst);
     INLINE_TSC.store(clock == ClockKind::Tsc && !graph_only, Ordering::SeqCst);
@@ -138,21 +145,78 @@ pub fn start(config: &SessionConfig) -> Result<(), SessionError> {
 
 /// True while a session records.
 pub fn is_active() -> bool {
-    session().is_some()
+    session().as_ref().is_some_and(|active| !active.stopping)
 }
 
 /// Stops recording and returns everything recorded since [`start`].
+///
+/// An event is in the snapshot exactly when it ended before the stop time (and started after
+/// the start): `stop` waits for events whose end clock was read before it and that are not
+/// published yet. The order matters: the stop time is read first, then the epoch ends, then
+/// every thread passes a barrier ([`barrier::all_threads`]). A thread marks its buffer before
+/// it reads an end clock; after the barrier, any thread whose end is before the stop time
+/// has its mark visible (or has published the event already).
 pub fn stop() -> Result<Snapshot, SessionError> {
-    let (active, stop) = {
+    let (stop, graph_only) = {
         let mut state = session();
-        let active = state.take().ok_or(SessionError::NotActive)?;
+        let active = state
+            .as_mut()
+            .filter(|active| !active.stopping)
+            .ok_or(SessionError::NotActive)?;
+        active.stopping = true;
+        // Call trees are sealed all at once, with every thread's lock held, so that each
+        // call is counted exactly when its end (read under its lock) precedes the stop time.
+        let mut trees: Vec<_> = active
+            .trees
+            .iter()
+            .map(|tree| tree.tree.lock().unwrap_or_else(|p| p.into_inner()))
+            .collect();
+        let stop = Anchor::now();
+        clock::complete_earlier_instructions();
         LEVEL.store(0, Ordering::SeqCst);
         EPOCH.store(active.epoch + 1, Ordering::SeqCst);
         GRAPH_ONLY.store(false, Ordering::SeqCst);
-        (active, Anchor::now())
+        for tree in &mut trees {
+            tree.sealed = true;
+        }
+        (stop, active.mode == RecordMode::CallGraph)
     };
-    std::thread::sleep(PUBLISH_GRACE);
+    let deadline = Instant::now() + PUBLISH_WAIT_LIMIT;
+    let mut unfinished = 0;
+    if !graph_only {
+        barrier::all_threads();
+        // Slow-path records count themselves before they read the epoch: once none is under
+        // way, every later one reads the ended epoch, and the set of buffers is final.
+        if !wait_until(deadline, || IN_FLIGHT.load(Ordering::Acquire) == 0) {
+            unfinished += IN_FLIGHT.load(Ordering::Acquire) as u64;
+        }
+    }
+    let active = session().take().ok_or(SessionError::NotActive)?;
+    for buffer in &active.buffers {
+        if !wait_until(deadline, || !buffer.is_writing()) {
+            unfinished += 1;
+        }
+    }
+    LOST_WITHOUT_BUFFER.fetch_add(unfinished, Ordering::Relaxed);
     Ok(Snapshot::decode(active, stop))
+}
+
+/// Spins, then yields, then sleeps until `done`; false if `deadline` passed first.
+fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
+    let mut round = 0u32;
+    while !done() {
+        if round < 64 {
+            std::hint::spin_loop();
+        } else if round < 128 {
+            std::thread::yield_now();
+        } else if Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(50));
+        } else {
+            return done();
+        }
+        round += 1;
+    }
+    true
 }
 
 /// Called by a thread's first record in a session: its buffer, registered with the session.
@@ -214,7 +278,11 @@ pub(crate) fn attach_call_tree(
         .filter(|active| active.epoch == epoch && active.mode == RecordMode::CallGraph)?;
     let tree = Arc::new(ThreadTree {
         epoch,
-        tree: Mutex::new(CallTree::new(thread_id, thread_name(thread_id))),
+        tree: Mutex::new(CallTree::new(
+            thread_id,
+            thread_name(thread_id),
+            active.start.ticks,
+        )),
     });
     active.trees.push(Arc::clone(&tree));
     Some(tree)
@@ -351,12 +419,9 @@ impl Snapshot {
         let mut threads = Vec::with_capacity(active.buffers.len());
         let mut args = Vec::new();
         for buffer in &active.buffers {
+            // Every event is kept until its metadata found it; only then are those outside
+            // the session left out, so that their metadata cannot be taken for another's.
             let (mut events, thread_args) = decode_words(&buffer.published());
-            // Keep what ran inside the session: not a scope entered during an earlier
-            // session, nor one that ended after this one stopped.
-            events.retain(|e| {
-                window.contains(&e.start) && window.contains(&e.end) && e.start <= e.end
-            });
             // Records arrive in completion order, each caller after its callees: nearly
             // sorted by start, which the stable sort handles in long runs.
             events.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
@@ -366,7 +431,8 @@ impl Snapshot {
 
         // Metadata of a guard names its event by (identity, start), looked up on the guard's
         // own thread first: two threads can read the same tick for the same call site. An
-        // async fn that moved has its event on another thread, found in a second pass.
+        // async fn that moved has its event on another thread, found in a second pass among
+        // async events only (a sync scope never moves).
         // Free `set_metadata` names a time instead. Events are sorted by start, so each
         // lookup is a binary search; metadata is kept per thread as (event, key, value).
         type Attached = Vec<(usize, &'static str, Value<'static>)>;
@@ -387,7 +453,9 @@ impl Snapshot {
         }
         for arg in moved {
             let found = threads.iter().enumerate().find_map(|(t, (_, events))| {
-                owner_of(events, arg.owner_ident, arg.owner_start).map(|i| (t, i))
+                owner_of(events, arg.owner_ident, arg.owner_start)
+                    .filter(|&i| events[i].is_async)
+                    .map(|i| (t, i))
             });
             if let Some((t, i)) = found {
                 metadata[t].push((i, arg.key, arg.value));
@@ -404,19 +472,24 @@ impl Snapshot {
                 let events = events
                     .into_iter()
                     .enumerate()
-                    .map(|(i, raw)| {
+                    .filter_map(|(i, raw)| {
                         let mut metadata = Vec::new();
                         while let Some((_, key, value)) = attached.next_if(|&(at, _, _)| at == i) {
                             metadata.push((key, value));
                         }
-                        Event {
+                        // Keep what ran inside the session: not a scope entered during an
+                        // earlier session, nor one that ended after this one stopped.
+                        let inside = window.contains(&raw.start)
+                            && window.contains(&raw.end)
+                            && raw.start <= raw.end;
+                        inside.then(|| Event {
                             name: raw.name,
                             callsite: raw.callsite,
                             start_ns: calibration.ns_since_start(raw.start),
                             end_ns: calibration.ns_since_start(raw.end),
                             is_async: raw.is_async,
                             metadata,
-                        }
+                        })
                     })
                     .collect();
                 ThreadRecord {
@@ -572,9 +645,8 @@ fn innermost_at(events: &[RawEvent], time: u64) -> Option<usize> {
     (0..started).rev().find(|&i| events[i].end >= time)
 }
 
-/// A thread's call tree, in nanoseconds. The session stopped and the publish grace passed,
-/// so the thread no longer changes it; a call still being counted holds the lock, and the
-/// session (never the recording thread) waits for it.
+/// A thread's call tree, in nanoseconds. The tree is sealed, so the thread no longer
+/// changes it.
 fn read_call_tree(tree: &ThreadTree, calibration: &Calibration) -> ThreadCallTree {
     let tree = tree
         .tree
@@ -632,5 +704,77 @@ pub(crate) fn static_str(ptr: u64, len: u64) -> &'static str {
     // keys), which stay valid and UTF-8 for the life of the program.
     unsafe {
         std::str::from_utf8_unchecked(std::slice::from_raw_parts(ptr as *const u8, len as usize))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A buffer holding the given records.
+    fn buffer(thread_id: u64, records: &[&[u64]]) -> Arc<ThreadBuffer> {
+        let buffer = ThreadBuffer::new(1, 64, thread_id, format!("t{thread_id}")).unwrap();
+        for record in records {
+            assert!(buffer.try_push_record(record, &[]));
+        }
+        Arc::new(buffer)
+    }
+
+    fn short_named(name: &'static str, start: u64, end: u64) -> [u64; 3] {
+        let (ptr, len) = (name.as_ptr() as u64, name.len() as u64);
+        [ptr << 16 | len << 3 | KIND_SHORT_NAMED, start, end]
+    }
+
+    fn uint_arg(key: &'static str, value: u64, owner: &'static str, start: u64) -> [u64; 6] {
+        [
+            KIND_ARG | TYPE_UINT << 3 | (key.len() as u64) << 8,
+            key.as_ptr() as u64,
+            start,
+            value,
+            owner.as_ptr() as u64,
+            0,
+        ]
+    }
+
+    /// Two threads read the same tick when entering the same scope. One event ended after
+    /// the stop and is left out; its metadata must not be given to the other thread's event.
+    #[test]
+    fn metadata_of_an_event_left_out_stays_with_it() {
+        clock::init();
+        let start = Anchor::now();
+        std::thread::sleep(Duration::from_millis(2));
+        let stop = Anchor::now();
+        let name: &'static str = "scope";
+        let entered = start.ticks + 1;
+        let late = buffer(
+            1,
+            &[
+                &uint_arg("seq", 7, name, entered),
+                &short_named(name, entered, stop.ticks + 1),
+            ],
+        );
+        let inside = buffer(
+            2,
+            &[
+                &uint_arg("seq", 3, name, entered),
+                &short_named(name, entered, stop.ticks),
+            ],
+        );
+        let active = Active {
+            epoch: 1,
+            capacity_words: 64,
+            level: 1,
+            mode: RecordMode::Events,
+            start,
+            buffers: vec![late, inside],
+            trees: Vec::new(),
+            stopping: true,
+        };
+        let snapshot = Snapshot::decode(active, stop);
+        let events: Vec<_> = snapshot.events().map(|(t, e)| (t.thread_id, e)).collect();
+        assert_eq!(events.len(), 1, "{events:?}");
+        let (thread, event) = events[0];
+        assert_eq!(thread, 2);
+        assert_eq!(event.metadata, vec![("seq", Value::UInt(3))]);
     }
 }
