@@ -174,6 +174,12 @@ impl ThreadBuffer {
         self.words.len()
     }
 
+    /// Marks the buffer as if its owner were stuck between an end clock and its publication.
+    #[cfg(test)]
+    pub(crate) fn mark_writing(&self) {
+        self.state.fetch_or(WRITING, Ordering::Relaxed);
+    }
+
     /// True while the owner has read an event's end clock and not yet published the event.
     pub(crate) fn is_writing(&self) -> bool {
         self.state.load(Ordering::Acquire) & WRITING != 0

@@ -736,6 +736,25 @@ mod tests {
         ]
     }
 
+    /// A thread stuck between reading an end clock and publishing its record (suspended by a
+    /// debugger, say) holds `stop` for the wait limit only; its record is counted as dropped.
+    #[test]
+    #[cfg(feature = "enable")]
+    fn a_thread_stuck_mid_record_holds_stop_for_the_limit_only() {
+        start(&SessionConfig::default()).unwrap();
+        drop(crate::Trace::new("attaches this thread's buffer"));
+        session().as_ref().unwrap().buffers[0].mark_writing();
+        let began = Instant::now();
+        let snapshot = stop().unwrap();
+        let waited = began.elapsed();
+        assert!(
+            waited >= PUBLISH_WAIT_LIMIT,
+            "stop returned after {waited:?}"
+        );
+        assert_eq!(snapshot.dropped(), 1);
+        assert_eq!(snapshot.event_count(), 1);
+    }
+
     /// Two threads read the same tick when entering the same scope. One event ended after
     /// the stop and is left out; its metadata must not be given to the other thread's event.
     #[test]
