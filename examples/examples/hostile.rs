@@ -10,9 +10,10 @@ use trace_export::profiler::{self, ProfilerOptions};
 use trace_runtime::{trace, Trace};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let logdir = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "logs/hostile".into());
+    let logdir = trace_examples::logdir_arg(
+        "logs/hostile",
+        "usage: hostile [LOGDIR]   (default: logs/hostile)",
+    );
     profiler::start_with(
         &logdir,
         ProfilerOptions {

@@ -85,11 +85,10 @@ fn train_step(step: i64, model: &mut Model, inputs: &[f32], targets: &[f32]) -> 
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let logdir = PathBuf::from(
-        std::env::args()
-            .nth(1)
-            .unwrap_or_else(|| "logs/summaries".into()),
-    );
+    let logdir = PathBuf::from(trace_examples::logdir_arg(
+        "logs/summaries",
+        "usage: summaries [LOGDIR]   (default: logs/summaries)",
+    ));
 
     let writer = summary::create_file_writer(&logdir)?;
     let _default = writer.as_default();

@@ -102,7 +102,7 @@ fn train_step(step: i64, model: &mut Model, batch: &Batch) -> f32 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let logdir = std::env::args().nth(1).unwrap_or_else(|| "logs".into());
+    let logdir = trace_examples::logdir_arg("logs", "usage: train [LOGDIR]   (default: logs)");
     profiler::start(&logdir)?;
 
     let (sender, batches) = mpsc::sync_channel(2);
