@@ -153,7 +153,7 @@ pub fn is_active() -> bool {
 /// An event is in the snapshot exactly when it ended before the stop time (and started after
 /// the start): `stop` waits for events whose end clock was read before it and that are not
 /// published yet. The order matters: the stop time is read first, then the epoch ends, then
-/// every thread passes a barrier ([`barrier::all_threads`]). A thread marks its buffer before
+/// every thread passes a memory barrier (the `barrier` module). A thread marks its buffer before
 /// it reads an end clock; after the barrier, any thread whose end is before the stop time
 /// has its mark visible (or has published the event already).
 pub fn stop() -> Result<Snapshot, SessionError> {
