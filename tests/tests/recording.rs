@@ -188,6 +188,58 @@ fn interleaved_async_fns_each_record_one_event_from_first_poll_to_completion() {
         .all(|w| two.start_ns <= w.start_ns && w.end_ns <= two.end_ns));
 }
 
+#[traced(request = id)]
+async fn fail_after(id: u32, polls: usize) -> u32 {
+    for _ in 0..polls {
+        trace!("work", request = id, { std::hint::black_box(id) });
+        yield_now().await;
+    }
+    panic!("request {id} failed");
+}
+
+#[test]
+fn a_panic_in_a_traced_async_fn_records_its_event() {
+    let _l = session_lock();
+    let snapshot = record(|| {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_interleaved(vec![
+                Box::pin(async {
+                    handle(1, 10).await;
+                }),
+                Box::pin(async {
+                    fail_after(2, 2).await;
+                }),
+            ]);
+        }));
+        assert!(outcome.is_err());
+    });
+    let events = &main_thread(&snapshot).events;
+    let failed: Vec<_> = events
+        .iter()
+        .filter(|e| e.name == concat!(module_path!(), "::fail_after"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{events:#?}");
+    let failed = failed[0];
+    assert!(failed.is_async);
+    assert_eq!(failed.metadata("request"), Some(&Value::UInt(2)));
+    // Its work before the panic lies inside it.
+    let work: Vec<_> = events
+        .iter()
+        .filter(|e| e.name == "work" && e.metadata("request") == Some(&Value::UInt(2)))
+        .collect();
+    assert_eq!(work.len(), 2);
+    assert!(work
+        .iter()
+        .all(|w| failed.start_ns <= w.start_ns && w.end_ns <= failed.end_ns));
+    // The sibling that the unwinding dropped mid-flight ends where it was dropped.
+    let sibling: Vec<_> = events
+        .iter()
+        .filter(|e| e.name == concat!(module_path!(), "::handle"))
+        .collect();
+    assert_eq!(sibling.len(), 1);
+    assert!(sibling[0].start_ns < failed.end_ns && failed.end_ns <= sibling[0].end_ns);
+}
+
 #[test]
 fn metadata_expressions_run_only_while_recording() {
     let _l = session_lock();
