@@ -69,7 +69,8 @@ pub(crate) static INLINE_TSC: AtomicBool = AtomicBool::new(false);
 /// Incremented at every session start and stop: a buffer of an older epoch is not written.
 pub(crate) static EPOCH: AtomicU64 = AtomicU64::new(0);
 /// Events that could not be recorded because their thread had no buffer: it was being torn
-/// down, or its buffer could not be allocated.
+/// down, or its buffer could not be allocated, or it was still attaching one when the session
+/// stopped waiting for it.
 pub(crate) static LOST_WITHOUT_BUFFER: AtomicU64 = AtomicU64::new(0);
 /// Records under way on the slow path, which reads [`EPOCH`] after counting itself here and
 /// its end clock after that. `session::stop` waits for this to reach zero.
@@ -198,7 +199,7 @@ impl ThreadBuffer {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    fn count_drop(&self) {
+    pub(crate) fn count_drop(&self) {
         self.dropped.fetch_add(1, Ordering::Relaxed);
     }
 }

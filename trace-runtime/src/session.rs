@@ -181,23 +181,23 @@ pub fn stop() -> Result<Snapshot, SessionError> {
         }
         (stop, active.mode == RecordMode::CallGraph)
     };
+    // Past the deadline, what is still under way is counted as dropped.
     let deadline = Instant::now() + PUBLISH_WAIT_LIMIT;
-    let mut unfinished = 0;
     if !graph_only {
         barrier::all_threads();
         // Slow-path records count themselves before they read the epoch: once none is under
         // way, every later one reads the ended epoch, and the set of buffers is final.
         if !wait_until(deadline, || IN_FLIGHT.load(Ordering::Acquire) == 0) {
-            unfinished += IN_FLIGHT.load(Ordering::Acquire) as u64;
+            let unfinished = IN_FLIGHT.load(Ordering::Acquire) as u64;
+            LOST_WITHOUT_BUFFER.fetch_add(unfinished, Ordering::Relaxed);
         }
     }
     let active = session().take().ok_or(SessionError::NotActive)?;
     for buffer in &active.buffers {
         if !wait_until(deadline, || !buffer.is_writing()) {
-            unfinished += 1;
+            buffer.count_drop();
         }
     }
-    LOST_WITHOUT_BUFFER.fetch_add(unfinished, Ordering::Relaxed);
     Ok(Snapshot::decode(active, stop))
 }
 
