@@ -1,13 +1,83 @@
 //! Helpers shared by the workspace-level tests in `tests/tests/`.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
-/// Recording sessions are process-wide: tests that start one hold this lock.
-pub fn session_lock() -> MutexGuard<'static, ()> {
+/// Recording sessions are process-wide: every test that starts one, or records while one may
+/// be active, holds this lock for its whole body, so such tests run one at a time.
+pub fn session_lock() -> SessionLock {
     static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    SessionLock {
+        _held: LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
+    }
+}
+
+/// Held by a test that uses the process-wide session (see [`session_lock`]). When the test
+/// fails, it stops whatever session the test left recording before the next test can start
+/// one, so that one failure does not cascade into others.
+pub struct SessionLock {
+    _held: MutexGuard<'static, ()>,
+}
+
+impl Drop for SessionLock {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            trace_export::summary::trace_off();
+            let _ = trace_export::profiler::stop();
+            let _ = trace_runtime::session::stop();
+        }
+    }
+}
+
+/// Threads that run until told to stop. However the test ends, they are stopped and joined
+/// before the value is gone: a failing test never leaves threads recording into the next
+/// test's session. Declare it after the [`SessionLock`], so that it is dropped first.
+pub struct Workers<T> {
+    stop: Arc<AtomicBool>,
+    handles: Vec<JoinHandle<T>>,
+}
+
+impl<T: Send + 'static> Workers<T> {
+    /// Spawns `count` threads named `<name>-<i>`, each running `body(i, stop)` with a flag
+    /// that becomes true when the workers are stopped.
+    pub fn spawn<F>(name: &str, count: usize, body: F) -> Workers<T>
+    where
+        F: Fn(usize, &AtomicBool) -> T + Send + Sync + 'static,
+    {
+        let stop = Arc::new(AtomicBool::new(false));
+        let body = Arc::new(body);
+        let handles = (0..count)
+            .map(|i| {
+                let (stop, body) = (Arc::clone(&stop), Arc::clone(&body));
+                std::thread::Builder::new()
+                    .name(format!("{name}-{i}"))
+                    .spawn(move || body(i, &stop))
+                    .expect("spawn a worker thread")
+            })
+            .collect();
+        Workers { stop, handles }
+    }
+
+    /// Stops the threads and returns what each returned, in spawn order; a worker's panic
+    /// is resumed here.
+    pub fn stop_and_join(mut self) -> Vec<T> {
+        self.stop.store(true, Ordering::Relaxed);
+        std::mem::take(&mut self.handles)
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    }
+}
+
+impl<T> Drop for Workers<T> {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for handle in self.handles.drain(..) {
+            let _ = handle.join();
+        }
+    }
 }
 
 /// A fresh, empty directory under the system's temporary directory.

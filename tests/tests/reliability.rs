@@ -1,42 +1,27 @@
 //! Trying to break the recorder and the exporter: races, deep nesting, hostile values.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use prost::Message;
 use trace_export::profiler::{self, ProfilerOptions};
 use trace_export::proto::xplane::XSpace;
 use trace_runtime::session::{self, SessionConfig};
 use trace_runtime::{trace, traced, Trace, Value};
-use trace_tests::{scratch_dir, session_lock};
+use trace_tests::{scratch_dir, session_lock, Workers};
 
 #[test]
 fn threads_record_while_sessions_start_and_stop_in_a_loop() {
     let _l = session_lock();
-    /// Stops the workers however the test ends, so they never leak into other tests.
-    struct StopOnDrop(Arc<AtomicBool>);
-    impl Drop for StopOnDrop {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::Relaxed);
+    let workers = Workers::spawn("worker", 3, |w, stop| {
+        let mut i = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            trace!("outer", worker = w as i64, {
+                trace!("inner", i = i, { std::hint::black_box(i) });
+            });
+            i += 1;
         }
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop_guard = StopOnDrop(Arc::clone(&stop));
-    let workers: Vec<_> = (0..3)
-        .map(|w| {
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    trace!("outer", worker = w, {
-                        trace!("inner", i = i, { std::hint::black_box(i) });
-                    });
-                    i += 1;
-                }
-                i
-            })
-        })
-        .collect();
+        i
+    });
     let mut recorded = 0;
     for round in 0..40 {
         let config = SessionConfig {
@@ -73,8 +58,7 @@ fn threads_record_while_sessions_start_and_stop_in_a_loop() {
             }
         }
     }
-    drop(stop_guard);
-    let iterations: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    let iterations: u64 = workers.stop_and_join().into_iter().sum();
     assert!(iterations > 0 && recorded > 0);
 }
 

@@ -6,13 +6,12 @@
 //! the recording hot path included, while sessions start and stop in a loop.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use trace_runtime::session::{self, RecordMode, SessionConfig, Snapshot};
 use trace_runtime::{clock, Trace, Value};
-use trace_tests::session_lock;
+use trace_tests::{session_lock, Workers};
 
 const WORKERS: usize = 4;
 const SESSIONS: u32 = 30;
@@ -50,43 +49,29 @@ impl Window {
 /// Runs `WORKERS` threads that call `scope(seq)` in a loop, while sessions of `mode` start
 /// and stop; returns each worker's log (by thread name) and the sessions.
 fn race(mode: RecordMode) -> (HashMap<String, Vec<Ran>>, Vec<Window>) {
-    let done = Arc::new(AtomicBool::new(false));
-    /// Stops the workers however the test ends, so they never leak into other tests.
-    struct SetOnDrop(Arc<AtomicBool>);
-    impl Drop for SetOnDrop {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::Relaxed);
-        }
-    }
-    let stop_workers = SetOnDrop(Arc::clone(&done));
     // The clock is chosen at the first session start; the workers read it from then on.
     session::start(&SessionConfig::default()).unwrap();
     session::stop().unwrap();
 
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|w| {
-            let done = Arc::clone(&done);
-            std::thread::Builder::new()
-                .name(format!("worker-{w}"))
-                .spawn(move || {
-                    let mut log = Vec::new();
-                    let mut seq = 0u64;
-                    while !done.load(Ordering::Relaxed) {
-                        let before = clock::now();
-                        let guard = Trace::new("scope").arg("seq", seq);
-                        let active = guard.is_active();
-                        drop(guard);
-                        let after = clock::now();
-                        if active {
-                            log.push(Ran { seq, before, after });
-                        }
-                        seq += 1;
-                    }
-                    (format!("worker-{w}"), log)
-                })
-                .unwrap()
-        })
-        .collect();
+    let workers = Workers::spawn("worker", WORKERS, |_, done| {
+        let mut log = Vec::new();
+        let mut seq = 0u64;
+        while !done.load(Ordering::Relaxed) {
+            let before = clock::now();
+            let guard = Trace::new("scope").arg("seq", seq);
+            let active = guard.is_active();
+            drop(guard);
+            let after = clock::now();
+            if active {
+                log.push(Ran { seq, before, after });
+            }
+            seq += 1;
+        }
+        (
+            std::thread::current().name().unwrap_or_default().to_owned(),
+            log,
+        )
+    });
 
     let mut windows = Vec::new();
     for round in 0..SESSIONS {
@@ -111,8 +96,7 @@ fn race(mode: RecordMode) -> (HashMap<String, Vec<Ran>>, Vec<Window>) {
         });
         std::thread::sleep(Duration::from_micros(100));
     }
-    drop(stop_workers);
-    let logs = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    let logs = workers.stop_and_join().into_iter().collect();
     (logs, windows)
 }
 

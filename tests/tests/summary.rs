@@ -65,6 +65,14 @@ fn values(events: &[Event]) -> Vec<(i64, &trace_export::proto::tensorboard::summ
 }
 
 /// `(step, value)` of a scalar tag.
+/// The wall clock in seconds since the Unix epoch, as `Event.wall_time` holds it.
+fn unix_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
 fn scalars(events: &[Event], tag: &str) -> Vec<(i64, f32)> {
     values(events)
         .into_iter()
@@ -516,9 +524,11 @@ fn step_markers_become_step_time_scalars_and_the_profile_goes_to_the_logdir() {
         ..Default::default()
     })
     .unwrap();
+    let before = unix_secs();
     for step in 10..14 {
         train(step);
     }
+    let after = unix_secs();
     summary::trace_export("steps", Some(0), None).unwrap();
 
     let events = read_events(writer.path());
@@ -528,6 +538,26 @@ fn step_markers_become_step_time_scalars_and_the_profile_goes_to_the_logdir() {
         [10, 11, 12, 13]
     );
     assert!(times.iter().all(|(_, ms)| *ms > 0.0 && *ms < 10_000.0));
+    // Each step's scalar is stamped with the moment the step ended, on the session's clock:
+    // inside the session, in step order (the wall clock may be a little off the session's
+    // calibrated one).
+    let stamps: Vec<f64> = events
+        .iter()
+        .filter(|e| {
+            values(std::slice::from_ref(e))
+                .iter()
+                .any(|(_, v)| v.tag == STEP_TIME_TAG)
+        })
+        .map(|e| e.wall_time)
+        .collect();
+    assert_eq!(stamps.len(), 4);
+    assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "{stamps:?}");
+    assert!(
+        stamps
+            .iter()
+            .all(|&t| before - 0.05 <= t && t <= after + 0.05),
+        "{stamps:?} outside [{before}, {after}]"
+    );
     let with_metadata = values(&events)
         .iter()
         .filter(|(_, v)| v.metadata.is_some())

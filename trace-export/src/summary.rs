@@ -84,7 +84,14 @@ struct WriterState {
 
 /// One summary to write.
 enum Record {
-    Scalar { tag: String, value: f32, step: i64 },
+    /// A scalar; `wall_time` is when it happened, in seconds since the Unix epoch (`None`:
+    /// when it is written).
+    Scalar {
+        tag: String,
+        value: f32,
+        step: i64,
+        wall_time: Option<f64>,
+    },
     Event(Event),
 }
 
@@ -140,6 +147,7 @@ impl SummaryWriter {
             });
         }
         self.write(vec![Record::Scalar {
+            wall_time: None,
             tag: tag.to_owned(),
             value: value.into() as f32,
             step,
@@ -186,11 +194,17 @@ impl SummaryWriter {
         let events: Vec<Event> = records
             .into_iter()
             .map(|record| match record {
-                Record::Scalar { tag, value, step } => {
+                Record::Scalar {
+                    tag,
+                    value,
+                    step,
+                    wall_time: when,
+                } => {
                     let first = !state.tags.contains(&tag) && !new_tags.contains(&tag);
                     if first {
                         new_tags.push(tag.clone());
                     }
+                    let wall_time = when.unwrap_or(wall_time);
                     summary_event(wall_time, step, scalar_value(tag, value, first))
                 }
                 Record::Event(event) => event,
@@ -482,16 +496,22 @@ pub fn trace_export(name: &str, step: Option<i64>, profiler_outdir: Option<&Path
         if options.graph {
             let graph = CallGraph::from_snapshot(&snapshot);
             if !graph.is_empty() {
-                records.extend(graph_events(name, step, &graph).map(Record::Event));
+                // Stamped with the session's stop, on the session's own clock.
+                let wall_time = snapshot.stop_wall_ns as f64 / 1e9;
+                records.extend(graph_events(name, step, wall_time, &graph).map(Record::Event));
             }
         }
         records.extend(
             step_times(&snapshot)
                 .into_iter()
-                .map(|(step, ns)| Record::Scalar {
+                .map(|step| Record::Scalar {
                     tag: STEP_TIME_TAG.to_owned(),
-                    value: (ns as f64 / 1e6) as f32,
-                    step,
+                    value: (step.duration_ns as f64 / 1e6) as f32,
+                    step: step.step,
+                    // When the step ended, on the session's own clock.
+                    wall_time: Some(
+                        snapshot.start_wall_ns.saturating_add(step.end_ns) as f64 / 1e9,
+                    ),
                 }),
         );
         writer.write(records)?;
@@ -513,8 +533,7 @@ pub fn trace_off() {
 
 /// The run graph and the `graph_run_metadata` summary, as `tf.summary.trace_export` writes
 /// the latter.
-fn graph_events(name: &str, step: i64, graph: &CallGraph) -> [Event; 2] {
-    let wall_time = events::wall_time();
+fn graph_events(name: &str, step: i64, wall_time: f64, graph: &CallGraph) -> [Event; 2] {
     let graph_def = Event {
         wall_time,
         step,
@@ -545,12 +564,19 @@ fn step_num(value: &Value<'_>) -> Option<i64> {
     }
 }
 
-/// `(step_num, duration in ns)` of the step markers: the outermost events with an integer
-/// `step_num` of the thread that has the most of them, as the profile counts steps.
-fn step_times(snapshot: &Snapshot) -> Vec<(i64, u64)> {
+/// One step marker's step number, duration and end (in ns since the session start).
+struct StepTime {
+    step: i64,
+    duration_ns: u64,
+    end_ns: u64,
+}
+
+/// The step markers: the outermost events with an integer `step_num` of the thread that has
+/// the most of them, as the profile counts steps.
+fn step_times(snapshot: &Snapshot) -> Vec<StepTime> {
     let mut best = Vec::new();
     for thread in &snapshot.threads {
-        let mut steps: Vec<(i64, u64)> = Vec::new();
+        let mut steps: Vec<StepTime> = Vec::new();
         let mut marker_end = 0;
         for event in thread.events.iter().filter(|e| !e.is_async) {
             let Some(step) = event.metadata("step_num").and_then(step_num) else {
@@ -560,7 +586,11 @@ fn step_times(snapshot: &Snapshot) -> Vec<(i64, u64)> {
                 continue; // nested in the previous marker
             }
             marker_end = event.end_ns;
-            steps.push((step, event.duration_ns()));
+            steps.push(StepTime {
+                step,
+                duration_ns: event.duration_ns(),
+                end_ns: event.end_ns,
+            });
         }
         if steps.len() > best.len() {
             best = steps;

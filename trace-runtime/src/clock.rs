@@ -165,7 +165,12 @@ fn wall_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// Converts ticks to nanoseconds since a session's start.
+/// Converts ticks to nanoseconds since a session's start: the one conversion of a session.
+///
+/// Everything a snapshot holds in time (event starts and ends, the session's duration, its
+/// wall-clock start and stop) goes through one `Calibration`, so that what is ordered in ticks
+/// stays ordered in nanoseconds: an event whose ticks lie within the session's lies within
+/// `[0, duration]`, whatever rate was measured, because the conversion is monotonic.
 #[derive(Clone, Copy, Debug)]
 pub struct Calibration {
     /// Ticks at the session start.
@@ -185,6 +190,11 @@ impl Calibration {
             ClockKind::Monotonic => 1.0,
             ClockKind::Tsc => tsc_rate(start, stop),
         };
+        Calibration::with_rate(start, ns_per_tick)
+    }
+
+    /// The calibration of a session that started at `start`, with a given rate.
+    pub fn with_rate(start: &Anchor, ns_per_tick: f64) -> Calibration {
         Calibration {
             start_ticks: start.ticks,
             ns_per_tick,
@@ -193,9 +203,24 @@ impl Calibration {
     }
 
     /// Nanoseconds from the session start to `ticks` (0 for ticks before the start).
+    /// Monotonic in `ticks`: a later reading never converts to an earlier time.
     #[inline]
     pub fn ns_since_start(&self, ticks: u64) -> u64 {
-        (ticks.saturating_sub(self.start_ticks) as f64 * self.ns_per_tick) as u64
+        self.ns(ticks.saturating_sub(self.start_ticks))
+    }
+
+    /// A length of `ticks` in nanoseconds.
+    #[inline]
+    pub fn ns(&self, ticks: u64) -> u64 {
+        (ticks as f64 * self.ns_per_tick) as u64
+    }
+
+    /// Wall-clock nanoseconds since the Unix epoch at `ticks`: the session's wall-clock start
+    /// plus the calibrated time since, not a second reading of another clock.
+    #[inline]
+    pub fn wall_ns(&self, ticks: u64) -> u64 {
+        self.start_wall_ns
+            .saturating_add(self.ns_since_start(ticks))
     }
 }
 

@@ -198,7 +198,8 @@ pub fn stop() -> Result<Snapshot, SessionError> {
             buffer.count_drop();
         }
     }
-    Ok(Snapshot::decode(active, stop))
+    let calibration = Calibration::new(&active.start, &stop);
+    Ok(Snapshot::decode(active, stop.ticks, &calibration))
 }
 
 /// Spins, then yields, then sleeps until `done`; false if `deadline` passed first.
@@ -293,9 +294,11 @@ pub(crate) fn attach_call_tree(
 pub struct Snapshot {
     /// Wall-clock nanoseconds since the Unix epoch when the session started.
     pub start_wall_ns: u64,
-    /// Wall-clock nanoseconds since the Unix epoch when it stopped.
+    /// Wall-clock nanoseconds since the Unix epoch when it stopped: `start_wall_ns` plus
+    /// `duration_ns`.
     pub stop_wall_ns: u64,
-    /// Session length in nanoseconds (monotonic clock).
+    /// Session length in nanoseconds, converted from the event clock like every event time,
+    /// so every event lies within `[0, duration_ns]`.
     pub duration_ns: u64,
     /// The clock the events were timed with.
     pub clock: ClockKind,
@@ -413,9 +416,10 @@ impl Snapshot {
             .flat_map(|t| t.events.iter().map(move |e| (t, e)))
     }
 
-    fn decode(active: Active, stop: Anchor) -> Snapshot {
-        let calibration = Calibration::new(&active.start, &stop);
-        let window = active.start.ticks..=stop.ticks;
+    /// Reads a stopped session's buffers: the events whose ticks lie within
+    /// `[start, stop_ticks]`, every time converted by `calibration` alone.
+    fn decode(active: Active, stop_ticks: u64, calibration: &Calibration) -> Snapshot {
+        let window = active.start.ticks..=stop_ticks;
         let mut threads = Vec::with_capacity(active.buffers.len());
         let mut args = Vec::new();
         for buffer in &active.buffers {
@@ -505,7 +509,7 @@ impl Snapshot {
         let mut call_trees: Vec<ThreadCallTree> = active
             .trees
             .iter()
-            .map(|tree| read_call_tree(tree, &calibration))
+            .map(|tree| read_call_tree(tree, calibration))
             .collect();
         call_trees.sort_by_key(|t| t.thread_id);
         let lost = LOST_WITHOUT_BUFFER.swap(0, Ordering::Relaxed);
@@ -515,9 +519,9 @@ impl Snapshot {
             first.dropped += lost;
         }
         Snapshot {
-            start_wall_ns: active.start.wall_ns,
-            stop_wall_ns: stop.wall_ns,
-            duration_ns: stop.instant.duration_since(active.start.instant).as_nanos() as u64,
+            start_wall_ns: calibration.wall_ns(active.start.ticks),
+            stop_wall_ns: calibration.wall_ns(stop_ticks),
+            duration_ns: calibration.ns_since_start(stop_ticks),
             clock: clock::kind(),
             level: active.level,
             threads,
@@ -652,7 +656,7 @@ fn read_call_tree(tree: &ThreadTree, calibration: &Calibration) -> ThreadCallTre
         .tree
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let ns = |ticks: u64| (ticks as f64 * calibration.ns_per_tick) as u64;
+    let ns = |ticks: u64| calibration.ns(ticks);
     // Sums over each node's children, in ticks and in nanoseconds: where a node's total is
     // exactly its self time plus its callees' totals (no recursion folded in), its self time
     // in nanoseconds is taken as the difference, so that the parts add up to the whole
@@ -755,6 +759,78 @@ mod tests {
         assert_eq!(snapshot.event_count(), 1);
     }
 
+    /// The TSC's rate over the process lifetime (what the calibration uses) differs from its
+    /// rate within the session, by 0.1% either way, at very different tick rates: every event
+    /// that ran inside the session is kept, lies within `[0, duration_ns]`, and nests as it
+    /// did in ticks; the wall-clock stop is the start plus the duration.
+    #[test]
+    fn events_stay_inside_their_session_whatever_the_rate() {
+        let start = Anchor {
+            ticks: 5_000_000,
+            instant: Instant::now(),
+            wall_ns: 1_700_000_000_000_000_000,
+        };
+        let stop_ticks = start.ticks + 20_000_000;
+        let (a, z) = (start.ticks, stop_ticks);
+        // (name, start, end): nested pairs touching both ends of the session, and two
+        // events outside it (entered before the start, ended after the stop).
+        let records: [(&'static str, u64, u64); 7] = [
+            ("inner_first", a, a + 1),
+            ("inner_last", z - 1, z),
+            ("outer", a, z),
+            ("middle", a + 7, z - 3),
+            ("instant", z, z),
+            ("before", a - 1, a + 2),
+            ("after", z - 2, z + 1),
+        ];
+        let inside = |&(_, s, e): &(&str, u64, u64)| a <= s && e <= z;
+        for session_rate in [0.4, 1.0, 2.5] {
+            for drift in [1.001, 0.999] {
+                let words: Vec<[u64; 3]> = records
+                    .iter()
+                    .map(|&(name, s, e)| short_named(name, s, e))
+                    .collect();
+                let slots: Vec<&[u64]> = words.iter().map(|w| &w[..]).collect();
+                let active = Active {
+                    epoch: 1,
+                    capacity_words: 64,
+                    level: 1,
+                    mode: RecordMode::Events,
+                    start,
+                    buffers: vec![buffer(1, &slots)],
+                    trees: Vec::new(),
+                    stopping: true,
+                };
+                let calibration = Calibration::with_rate(&start, session_rate * drift);
+                let snapshot = Snapshot::decode(active, stop_ticks, &calibration);
+                let events = &snapshot.threads[0].events;
+                let mut kept: Vec<_> = events.iter().map(|e| e.name).collect();
+                let mut expected: Vec<_> =
+                    records.iter().filter(|r| inside(r)).map(|r| r.0).collect();
+                kept.sort_unstable();
+                expected.sort_unstable();
+                assert_eq!(kept, expected, "rate {session_rate} x {drift}");
+                for event in events {
+                    assert!(
+                        event.start_ns <= event.end_ns && event.end_ns <= snapshot.duration_ns,
+                        "{event:?} outside 0..={} at rate {session_rate} x {drift}",
+                        snapshot.duration_ns
+                    );
+                }
+                let at = |name| events.iter().find(|e| e.name == name).unwrap();
+                for child in ["inner_first", "inner_last", "middle", "instant"] {
+                    let (parent, child) = (at("outer"), at(child));
+                    assert!(parent.start_ns <= child.start_ns && child.end_ns <= parent.end_ns);
+                }
+                assert_eq!(at("outer").end_ns, snapshot.duration_ns);
+                assert_eq!(
+                    snapshot.stop_wall_ns,
+                    snapshot.start_wall_ns + snapshot.duration_ns
+                );
+            }
+        }
+    }
+
     /// Two threads read the same tick when entering the same scope. One event ended after
     /// the stop and is left out; its metadata must not be given to the other thread's event.
     #[test]
@@ -789,7 +865,8 @@ mod tests {
             trees: Vec::new(),
             stopping: true,
         };
-        let snapshot = Snapshot::decode(active, stop);
+        let calibration = Calibration::new(&active.start, &stop);
+        let snapshot = Snapshot::decode(active, stop.ticks, &calibration);
         let events: Vec<_> = snapshot.events().map(|(t, e)| (t.thread_id, e)).collect();
         assert_eq!(events.len(), 1, "{events:?}");
         let (thread, event) = events[0];
