@@ -32,7 +32,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Barrier, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use trace_runtime::session::{self, SessionConfig, Snapshot};
+use trace_runtime::session::{self, SessionConfig};
+use trace_runtime::snapshot::Snapshot;
 use trace_runtime::{trace, traced};
 
 /// Inner spans per outer span.

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use trace_runtime::session::{self, Event, SessionConfig, Snapshot};
+use trace_runtime::session::{self, SessionConfig};
+use trace_runtime::snapshot::{Event, Snapshot};
 use trace_runtime::{trace, traced, Trace, Value};
 
 /// Runs `f` in a session recording at `level` and returns what it recorded.

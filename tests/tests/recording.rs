@@ -2,7 +2,8 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use trace_runtime::session::{self, SessionConfig, Snapshot, ThreadRecord};
+use trace_runtime::session::{self, SessionConfig};
+use trace_runtime::snapshot::{Snapshot, ThreadRecord};
 use trace_runtime::{trace, traced, Value};
 use trace_tests::{run_interleaved, session_lock, yield_now};
 
@@ -16,7 +17,7 @@ fn main_thread(snapshot: &Snapshot) -> &ThreadRecord {
     let current = std::thread::current();
     let name = current.name().unwrap_or("");
     snapshot
-        .threads
+        .threads()
         .iter()
         .find(|t| t.name == name)
         .expect("this thread recorded")

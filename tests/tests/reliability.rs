@@ -31,7 +31,7 @@ fn threads_record_while_sessions_start_and_stop_in_a_loop() {
         session::start(&config).unwrap();
         std::thread::sleep(std::time::Duration::from_micros(200));
         let snapshot = session::stop().unwrap();
-        for thread in &snapshot.threads {
+        for thread in snapshot.threads() {
             for event in &thread.events {
                 // Never torn: a known name, ordered times inside the session, and its metadata
                 // unless the buffer ran out of room (then the drop is counted).
@@ -69,7 +69,9 @@ fn profiler_and_summary_sessions_cannot_both_record() {
     profiler::start(&logdir).unwrap();
     assert_eq!(
         session::start(&SessionConfig::default()),
-        Err(session::SessionError::AlreadyActive)
+        Err(session::SessionError::AlreadyActive {
+            owner: "a profiler session"
+        })
     );
     assert!(matches!(
         profiler::start(&logdir),

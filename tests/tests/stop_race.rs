@@ -9,7 +9,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use trace_runtime::session::{self, RecordMode, SessionConfig, Snapshot};
+use trace_runtime::session::{self, RecordMode, SessionConfig};
+use trace_runtime::snapshot::Snapshot;
 use trace_runtime::{clock, Trace, Value};
 use trace_tests::{session_lock, Workers};
 
@@ -110,7 +111,7 @@ fn every_event_that_ran_inside_a_session_is_in_its_snapshot() {
         for (worker, log) in &logs {
             let recorded: HashSet<u64> = window
                 .snapshot
-                .threads
+                .threads()
                 .iter()
                 .filter(|t| &t.name == worker)
                 .flat_map(|t| &t.events)
@@ -150,7 +151,7 @@ fn every_call_that_ran_inside_a_graph_session_is_counted() {
         for (worker, log) in &logs {
             let counted: u64 = window
                 .snapshot
-                .call_trees
+                .call_trees()
                 .iter()
                 .filter(|t| &t.name == worker)
                 .flat_map(|t| &t.nodes)

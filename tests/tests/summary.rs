@@ -575,6 +575,121 @@ fn step_markers_become_step_time_scalars_and_the_profile_goes_to_the_logdir() {
     fs::remove_dir_all(&dir).unwrap();
 }
 
+/// One recording, read back from the three places that report on it: the Graphs tab's
+/// nodes (event file), the text report of the written profile, and the overview page's step
+/// markers in that profile, with the step time scalars. Self time per event name, and the
+/// steps with their durations, agree exactly.
+#[test]
+fn report_graph_and_step_times_agree_on_one_recording() {
+    let _lock = session_lock();
+    reset();
+    let dir = scratch("agree");
+    let writer = summary::create_file_writer(&dir).unwrap();
+    let _default = writer.as_default();
+
+    summary::trace_on(TraceOptions {
+        graph: true,
+        profiler: true,
+        ..Default::default()
+    })
+    .unwrap();
+    for step in 0..5 {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                middle();
+                assert_eq!(factorial(4), 24);
+                // Guards dropped out of order overlap partially: the thread needs a second
+                // line in the profile, and its calls are still folded as one thread's.
+                let first = trace_runtime::Trace::new("overlapping_a");
+                leaf();
+                let second = trace_runtime::Trace::new("overlapping_b");
+                leaf();
+                drop(first);
+                leaf();
+                drop(second);
+            });
+            train(step);
+            outer();
+        });
+    }
+    summary::trace_export("agree", Some(0), None).unwrap();
+
+    let events = read_events(writer.path());
+    let (_, metadata) = run_metadata(&events, "agree");
+    let graph = metadata.function_graphs[0]
+        .pre_optimization_graph
+        .clone()
+        .unwrap();
+    let text =
+        |node: &trace_export::proto::tensorboard::NodeDef, key: &str| match &node.attr[key].value {
+            Some(attr_value::Value::S(s)) => String::from_utf8(s.clone()).unwrap(),
+            other => panic!("{key}: {other:?}"),
+        };
+    let mut graph_self: std::collections::BTreeMap<String, i64> = Default::default();
+    for node in &graph.node {
+        *graph_self.entry(text(node, "event")).or_default() +=
+            attr_i(&graph, &node.name, "self_ns");
+    }
+
+    let files = xplanes(&dir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let space = trace_export::xspace::decode(&fs::read(&files[0]).unwrap()).unwrap();
+    let report = trace_export::report::Report::from_xspace(&space);
+    let report_self: std::collections::BTreeMap<String, i64> = report
+        .sites
+        .iter()
+        .map(|site| (site.name.clone(), site.self_ns as i64))
+        .collect();
+    assert_eq!(report_self, graph_self, "self time per event name");
+    assert!(graph_self.len() >= 5, "{graph_self:?}");
+
+    // The step markers the overview page groups by (`_r` roots), decoded on their own.
+    let plane = space
+        .planes
+        .iter()
+        .find(|p| p.name == trace_export::xspace::HOST_PLANE)
+        .unwrap();
+    let stat_id = |name: &str| {
+        plane
+            .stat_metadata
+            .values()
+            .find(|m| m.name == name)
+            .map(|m| m.id)
+    };
+    let (root, step_num) = (stat_id("_r").unwrap(), stat_id("step_num").unwrap());
+    let mut markers: Vec<(i64, u64)> = Vec::new();
+    for line in &plane.lines {
+        for event in &line.events {
+            if event.stats.iter().any(|s| s.metadata_id == root) {
+                let number = event
+                    .stats
+                    .iter()
+                    .find(|s| s.metadata_id == step_num)
+                    .and_then(|s| match s.value {
+                        Some(trace_export::proto::xplane::x_stat::Value::Int64Value(n)) => Some(n),
+                        _ => None,
+                    })
+                    .unwrap();
+                markers.push((number, (event.duration_ps / 1000) as u64));
+            }
+        }
+    }
+    assert_eq!(
+        markers.iter().map(|m| m.0).collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4]
+    );
+    let reported: Vec<u64> = report.steps.iter().map(|s| s.duration_ns).collect();
+    assert_eq!(reported, markers.iter().map(|m| m.1).collect::<Vec<_>>());
+    let scalars = scalars(&events, STEP_TIME_TAG);
+    let expected: Vec<(i64, f32)> = markers
+        .iter()
+        .map(|&(step, ns)| (step, (ns as f64 / 1e6) as f32))
+        .collect();
+    assert_eq!(scalars, expected, "profile/step_time_ms");
+    drop(_default);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn no_step_keeps_the_trace_for_a_retry() {
     let _lock = session_lock();

@@ -100,6 +100,11 @@ pub(crate) fn write_claiming_name(
     Err(Error::io("write", path, e))
 }
 
+/// Where TensorBoard's profile plugin looks for runs: `<logdir>/plugins/profile`.
+pub fn profile_dir(logdir: &Path) -> PathBuf {
+    logdir.join("plugins").join("profile")
+}
+
 /// `YYYY_MM_DD_HH_MM_SS` (UTC) for a wall-clock time in nanoseconds since the Unix epoch, the
 /// run-directory name TensorFlow uses.
 pub fn run_name(wall_ns: u64) -> String {

@@ -1,20 +1,10 @@
-//! The call graph of a recording, as TensorBoard's Graphs tab shows it.
+//! The call graph written as TensorBoard's Graphs tab reads it.
 //!
-//! Every thread's events are nested by time into a call tree whose nodes are *call paths*
-//! of event names: `train_step`, `train_step/forward`, `train_step/forward/matmul`. The `/`
-//! makes TensorBoard group a function's callees inside it, and each callee lists its caller
-//! as its input, so the edges run from caller to callee. Threads that run the same path
-//! share its node.
-//!
-//! Each node counts its calls and sums its total (inclusive) and self time. Recursion is
-//! folded: a call whose name is already on the current path is merged into that ancestor
-//! instead of adding a level, so the graph grows with the distinct call paths, not with the
-//! calls or the recursion depth. A folded call still counts as a call and adds its self
-//! time; its total time is already inside the ancestor's.
-//!
-//! A graph-only session (`trace_on` with `graph: true, profiler: false`) records no events:
-//! each thread folds its calls into a tree of call paths as they run, with the same folding,
-//! and [`CallGraph::from_snapshot`] merges those trees the same way.
+//! [`CallGraph`] (built in [`analysis::calls`](crate::analysis::calls)) has one node per
+//! call path of event names: `train_step`, `train_step/forward`, `train_step/forward/matmul`.
+//! The `/` makes TensorBoard group a function's callees inside it, and each callee lists its
+//! caller as its input, so the edges run from caller to callee. Threads that run the same
+//! path share its node.
 //!
 //! [`CallGraph::run_metadata`] packs the graph the way `tf.summary.trace_export` does: a
 //! `RunMetadata` whose `function_graphs[0].pre_optimization_graph` is the [`GraphDef`] and
@@ -23,7 +13,7 @@
 //!
 //! ```
 //! use trace_export::graph::CallGraph;
-//! # fn snapshot() -> trace_runtime::session::Snapshot {
+//! # fn snapshot() -> trace_runtime::snapshot::Snapshot {
 //! #     trace_runtime::session::start(&Default::default()).unwrap();
 //! #     trace_runtime::session::stop().unwrap()
 //! # }
@@ -37,9 +27,7 @@
 
 use std::collections::BTreeMap;
 
-use ahash::{AHashMap, AHashSet};
-use trace_runtime::session::{Snapshot, ThreadCallTree};
-use trace_runtime::Callsite;
+pub use crate::analysis::calls::{sanitize, CallGraph, CallNode};
 
 use crate::proto::tensorboard::{
     attr_value, run_metadata, AttrValue, DeviceStepStats, GraphDef, NodeDef, NodeExecStats,
@@ -56,279 +44,7 @@ const OP: &str = "TracedCall";
 /// At most this many call sites are listed in a node's `callsites` attribute.
 const MAX_LISTED_CALLSITES: usize = 8;
 
-/// One call path.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CallNode {
-    /// The node's name: the path of sanitized event names, joined by `/`.
-    pub name: String,
-    /// The event name, as recorded.
-    pub event_name: &'static str,
-    /// The index of the caller's node in [`CallGraph::nodes`]; `None` for a root.
-    pub parent: Option<usize>,
-    /// Other nodes that called this one through recursion (the back edges of folded calls,
-    /// except a function calling itself).
-    pub recursive_callers: Vec<usize>,
-    /// Calls, folded recursive calls included.
-    pub calls: u64,
-    /// Calls that were folded into this node because it was already on the call path.
-    pub recursive_calls: u64,
-    /// Time from entry to exit of the outermost calls, in nanoseconds.
-    pub total_ns: u64,
-    /// Time in this node's own calls and not in any callee, in nanoseconds.
-    pub self_ns: u64,
-    /// Start of the first call, in nanoseconds since the session start.
-    pub first_start_ns: u64,
-    /// The thread of the first call.
-    pub first_thread_id: u64,
-    /// Names of the threads that made the calls, in order of thread id.
-    pub threads: Vec<String>,
-    /// `file:line` of the call sites that recorded the calls (events of `Trace::new` have
-    /// none).
-    pub callsites: Vec<String>,
-}
-
-/// The call graph of a [`Snapshot`]: see the [module documentation](self).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CallGraph {
-    nodes: Vec<CallNode>,
-    start_wall_ns: u64,
-    thread_names: BTreeMap<u64, String>,
-}
-
-/// An event that is open while later events are nested into it.
-struct Frame {
-    start_ns: u64,
-    end_ns: u64,
-    node: usize,
-    /// Time covered by the events directly inside this one.
-    children_ns: u64,
-}
-
-/// Builds the tree; node names are assigned once it is complete.
-#[derive(Default)]
-struct Builder {
-    nodes: Vec<CallNode>,
-    /// (parent node, event name) → node.
-    index: AHashMap<(Option<usize>, &'static str), usize>,
-    /// Per node: the threads that called it, in order of first call.
-    threads: Vec<Vec<u64>>,
-    /// Per node: the distinct call sites (usually one).
-    callsites: Vec<Vec<&'static Callsite>>,
-}
-
-impl Builder {
-    fn node(&mut self, parent: Option<usize>, name: &'static str) -> usize {
-        if let Some(&node) = self.index.get(&(parent, name)) {
-            return node;
-        }
-        let node = self.nodes.len();
-        self.nodes.push(CallNode {
-            name: String::new(),
-            event_name: name,
-            parent,
-            recursive_callers: Vec::new(),
-            calls: 0,
-            recursive_calls: 0,
-            total_ns: 0,
-            self_ns: 0,
-            first_start_ns: u64::MAX,
-            first_thread_id: 0,
-            threads: Vec::new(),
-            callsites: Vec::new(),
-        });
-        self.threads.push(Vec::new());
-        self.callsites.push(Vec::new());
-        self.index.insert((parent, name), node);
-        node
-    }
-
-    /// The nearest node on the path from the root to `node` (inclusive) named `name`.
-    fn on_path(&self, mut node: usize, name: &str) -> Option<usize> {
-        loop {
-            if self.nodes[node].event_name == name {
-                return Some(node);
-            }
-            node = self.nodes[node].parent?;
-        }
-    }
-
-    /// Adds one thread's call tree: its paths become (or join) nodes of the same paths.
-    fn merge_tree(&mut self, tree: &ThreadCallTree) {
-        let mut node_of = Vec::with_capacity(tree.nodes.len());
-        for path in &tree.nodes {
-            // A tree lists parents before their children.
-            let parent = path.parent.and_then(|p| node_of.get(p).copied());
-            let node = self.node(parent, path.name);
-            node_of.push(node);
-            let entry = &mut self.nodes[node];
-            entry.calls += path.calls;
-            entry.recursive_calls += path.recursive_calls;
-            entry.total_ns += path.total_ns;
-            entry.self_ns += path.self_ns;
-            if path.first_start_ns < entry.first_start_ns {
-                entry.first_start_ns = path.first_start_ns;
-                entry.first_thread_id = tree.thread_id;
-            }
-            let threads = &mut self.threads[node];
-            if !threads.contains(&tree.thread_id) {
-                threads.push(tree.thread_id);
-            }
-            if let Some(site) = path.callsite {
-                let sites = &mut self.callsites[node];
-                if !sites.iter().any(|s| std::ptr::eq(*s, site)) {
-                    sites.push(site);
-                }
-            }
-        }
-        for (path, &node) in tree.nodes.iter().zip(&node_of) {
-            for &caller in &path.recursive_callers {
-                if let Some(&caller) = node_of.get(caller) {
-                    if !self.nodes[node].recursive_callers.contains(&caller) {
-                        self.nodes[node].recursive_callers.push(caller);
-                    }
-                }
-            }
-        }
-    }
-
-    fn close(&mut self, frame: Frame) {
-        let duration = frame.end_ns - frame.start_ns;
-        self.nodes[frame.node].self_ns += duration.saturating_sub(frame.children_ns);
-    }
-}
-
 impl CallGraph {
-    /// Builds the call graph of every thread of `snapshot`.
-    pub fn from_snapshot(snapshot: &Snapshot) -> CallGraph {
-        let mut builder = Builder::default();
-        let mut thread_names = BTreeMap::new();
-        for thread in &snapshot.threads {
-            thread_names.insert(thread.thread_id, thread.name.clone());
-            let mut open: Vec<Frame> = Vec::new();
-            for event in &thread.events {
-                // Events come sorted by start, the longer first on ties, so a caller
-                // precedes its callees. Close what ended before this event starts.
-                while open.last().is_some_and(|f| f.end_ns <= event.start_ns) {
-                    let frame = open.pop().expect("checked");
-                    builder.close(frame);
-                }
-                // The caller is the innermost open event that contains this one; async
-                // events may overlap partially, so look past the ones that do not.
-                let caller = open
-                    .iter()
-                    .rposition(|f| f.start_ns <= event.start_ns && event.end_ns <= f.end_ns);
-                let duration = event.end_ns - event.start_ns;
-                let (node, folded) = match caller {
-                    Some(i) => {
-                        open[i].children_ns += duration;
-                        let caller_node = open[i].node;
-                        match builder.on_path(caller_node, event.name) {
-                            Some(ancestor) => {
-                                if ancestor != caller_node
-                                    && !builder.nodes[ancestor]
-                                        .recursive_callers
-                                        .contains(&caller_node)
-                                {
-                                    builder.nodes[ancestor].recursive_callers.push(caller_node);
-                                }
-                                (ancestor, true)
-                            }
-                            None => (builder.node(Some(caller_node), event.name), false),
-                        }
-                    }
-                    None => (builder.node(None, event.name), false),
-                };
-                let entry = &mut builder.nodes[node];
-                entry.calls += 1;
-                if folded {
-                    // The ancestor's own call is still open and its total covers this one.
-                    entry.recursive_calls += 1;
-                } else {
-                    entry.total_ns += duration;
-                }
-                if event.start_ns < entry.first_start_ns {
-                    entry.first_start_ns = event.start_ns;
-                    entry.first_thread_id = thread.thread_id;
-                }
-                let threads = &mut builder.threads[node];
-                if threads.last() != Some(&thread.thread_id) {
-                    threads.push(thread.thread_id);
-                }
-                if let Some(site) = event.callsite {
-                    let sites = &mut builder.callsites[node];
-                    if !sites.iter().any(|s| std::ptr::eq(*s, site)) {
-                        sites.push(site);
-                    }
-                }
-                open.push(Frame {
-                    start_ns: event.start_ns,
-                    end_ns: event.end_ns,
-                    node,
-                    children_ns: 0,
-                });
-            }
-            while let Some(frame) = open.pop() {
-                builder.close(frame);
-            }
-        }
-        // A graph-only session's call trees, folded by the recording threads already.
-        for tree in &snapshot.call_trees {
-            thread_names.insert(tree.thread_id, tree.name.clone());
-            builder.merge_tree(tree);
-        }
-
-        let Builder {
-            mut nodes,
-            threads,
-            callsites,
-            ..
-        } = builder;
-        let mut names = ComponentNames::default();
-        for i in 0..nodes.len() {
-            // Parents are created before their children, so their names exist already.
-            let component = names.component(nodes[i].event_name);
-            nodes[i].name = match nodes[i].parent {
-                Some(parent) => format!("{}/{component}", nodes[parent].name),
-                None => component.to_owned(),
-            };
-        }
-        for ((node, mut threads), sites) in nodes.iter_mut().zip(threads).zip(callsites) {
-            // Threads come one after the other, so each appears once; list them by id.
-            threads.sort_unstable();
-            node.threads = threads
-                .iter()
-                .map(|id| thread_names.get(id).cloned().unwrap_or_default())
-                .collect();
-            let mut sites: Vec<(&str, u32)> = sites.iter().map(|s| (s.file(), s.line())).collect();
-            sites.sort_unstable();
-            sites.dedup();
-            node.callsites = sites
-                .iter()
-                .map(|(file, line)| format!("{file}:{line}"))
-                .collect();
-        }
-        CallGraph {
-            nodes,
-            start_wall_ns: snapshot.start_wall_ns,
-            thread_names,
-        }
-    }
-
-    /// The nodes; a node's parent comes before it.
-    pub fn nodes(&self) -> &[CallNode] {
-        &self.nodes
-    }
-
-    /// The node named `name` (a `/`-separated path).
-    pub fn node(&self, name: &str) -> Option<&CallNode> {
-        self.nodes.iter().find(|node| node.name == name)
-    }
-
-    /// True when nothing was recorded.
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
-    }
-
     /// The graph: one `NodeDef` per call path. A callee's `input` lists its caller (and the
     /// callers of folded recursive calls); the attributes `calls`, `total_ns`, `self_ns` (int)
     /// and `total`, `self`, `threads`, `callsites` (text) show in the node's info panel.
@@ -464,54 +180,6 @@ impl CallGraph {
     }
 }
 
-/// Turns event names into node-name components, one distinct component per distinct name.
-#[derive(Default)]
-struct ComponentNames {
-    by_event: AHashMap<&'static str, String>,
-    taken: AHashSet<String>,
-}
-
-impl ComponentNames {
-    fn component(&mut self, event_name: &'static str) -> &str {
-        if !self.by_event.contains_key(event_name) {
-            let base = sanitize(event_name);
-            let mut candidate = base.clone();
-            let mut n = 2;
-            while self.taken.contains(&candidate) {
-                candidate = format!("{base}_{n}");
-                n += 1;
-            }
-            self.taken.insert(candidate.clone());
-            self.by_event.insert(event_name, candidate);
-        }
-        &self.by_event[event_name]
-    }
-}
-
-/// One path component of a node name, from an event name: `::` becomes `.`; letters, digits,
-/// `_`, `-` and `.` stay; anything else, including `/` (the scope separator) and `:` (which
-/// TensorFlow reads as an output index in inputs), becomes `_`.
-pub fn sanitize(event_name: &str) -> String {
-    let mut out = String::with_capacity(event_name.len());
-    let mut chars = event_name.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            ':' if chars.peek() == Some(&':') => {
-                chars.next();
-                out.push('.');
-            }
-            c if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') => out.push(c),
-            _ => out.push('_'),
-        }
-    }
-    // TensorFlow's node names start with a letter, digit or `.`; `-` would not do.
-    match out.chars().next() {
-        None => "unnamed".to_owned(),
-        Some('-') => format!("_{out}"),
-        Some(_) => out,
-    }
-}
-
 /// Nanoseconds in a short human unit.
 fn format_ns(ns: u64) -> String {
     match ns {
@@ -526,42 +194,30 @@ fn format_ns(ns: u64) -> String {
 mod tests {
     use super::*;
     use trace_runtime::clock::ClockKind;
-    use trace_runtime::session::{Event, ThreadRecord};
+    use trace_runtime::session::CallTree;
+    use trace_runtime::snapshot::{Event, Recording, Snapshot, ThreadCallTree, ThreadRecord};
 
     fn event(name: &'static str, start_ns: u64, end_ns: u64) -> Event {
-        Event {
-            name,
-            callsite: None,
-            start_ns,
-            end_ns,
-            is_async: false,
-            metadata: Vec::new(),
-        }
+        Event::new(name, start_ns, end_ns)
+    }
+
+    fn recorded(recording: Recording) -> Snapshot {
+        Snapshot::new(
+            1_700_000_000_000_000_000,
+            1_000_000_000,
+            ClockKind::Monotonic,
+            2,
+            recording,
+        )
     }
 
     fn snapshot(threads: Vec<Vec<Event>>) -> Snapshot {
-        Snapshot {
-            start_wall_ns: 1_700_000_000_000_000_000,
-            stop_wall_ns: 1_700_000_001_000_000_000,
-            duration_ns: 1_000_000_000,
-            clock: ClockKind::Monotonic,
-            level: 2,
-            threads: threads
-                .into_iter()
-                .enumerate()
-                .map(|(i, mut events)| {
-                    events
-                        .sort_by(|a, b| a.start_ns.cmp(&b.start_ns).then(b.end_ns.cmp(&a.end_ns)));
-                    ThreadRecord {
-                        thread_id: i as u64 + 1,
-                        name: format!("t{}", i + 1),
-                        events,
-                        dropped: 0,
-                    }
-                })
-                .collect(),
-            call_trees: Vec::new(),
-        }
+        let threads = threads
+            .into_iter()
+            .enumerate()
+            .map(|(i, events)| ThreadRecord::new(i as u64 + 1, format!("t{}", i + 1), events, 0))
+            .collect();
+        recorded(Recording::Events(threads))
     }
 
     fn summary(graph: &CallGraph) -> Vec<(String, u64, u64, u64)> {
@@ -656,7 +312,9 @@ mod tests {
     }
 
     #[test]
-    fn partial_overlaps_nest_under_the_containing_event() {
+    /// A call's caller is the call open when it was entered, as the live fold sees it: an
+    /// async event entered inside `mid` stays `mid`'s callee after `mid` returns.
+    fn partial_overlaps_nest_under_the_call_open_at_entry() {
         let mut late = event("late", 60, 150);
         late.is_async = true;
         let graph = CallGraph::from_snapshot(&snapshot(vec![vec![
@@ -671,7 +329,12 @@ mod tests {
                 .iter()
                 .map(|n| n.name.as_str())
                 .collect::<Vec<_>>(),
-            ["outer", "outer/mid", "outer/late", "outer/late/inside_late"]
+            [
+                "outer",
+                "outer/mid",
+                "outer/mid/late",
+                "outer/mid/late/inside_late"
+            ]
         );
     }
 
@@ -697,36 +360,38 @@ mod tests {
 
     #[test]
     fn call_trees_of_threads_merge_by_path() {
-        use trace_runtime::session::{CallPath, ThreadCallTree};
-        let path = |name, parent, calls, total_ns, self_ns| CallPath {
-            name,
-            callsite: None,
-            parent,
-            recursive_callers: Vec::new(),
-            calls,
-            recursive_calls: 0,
-            total_ns,
-            self_ns,
-            first_start_ns: 5,
+        // Calls as a graph-only session folds them live: `(name, start, end)`, nested by
+        // time (the inner first on equal ends).
+        let fold = |thread_id, name: &str, calls: &[(&'static str, u64, u64)]| {
+            let mut tree = CallTree::new(0);
+            let mut open: Vec<(&'static str, u32, u64, u64)> = Vec::new();
+            for &(call, start, end) in calls {
+                while open.last().is_some_and(|o| o.3 <= start) {
+                    let (name, frame, start, end) = open.pop().unwrap();
+                    tree.exit(name, None, frame, start, end);
+                }
+                let frame = tree.enter(call, None, start).unwrap();
+                open.push((call, frame, start, end));
+            }
+            while let Some((name, frame, start, end)) = open.pop() {
+                tree.exit(name, None, frame, start, end);
+            }
+            ThreadCallTree::new(thread_id, name, tree.paths(|t| t, |t| t), 0)
         };
-        let mut snap = snapshot(Vec::new());
-        snap.call_trees = vec![
-            ThreadCallTree {
-                thread_id: 1,
-                name: "main".into(),
-                nodes: vec![
-                    path("step", None, 2, 100, 40),
-                    path("io", Some(0), 4, 60, 60),
-                ],
-                dropped: 0,
-            },
-            ThreadCallTree {
-                thread_id: 2,
-                name: "worker".into(),
-                nodes: vec![path("step", None, 1, 30, 30)],
-                dropped: 0,
-            },
-        ];
+        let main = fold(
+            1,
+            "main",
+            &[
+                ("step", 0, 50),
+                ("io", 0, 15),
+                ("io", 15, 30),
+                ("step", 50, 100),
+                ("io", 50, 65),
+                ("io", 65, 80),
+            ],
+        );
+        let worker = fold(2, "worker", &[("step", 0, 30)]);
+        let snap = recorded(Recording::CallGraph(vec![main, worker]));
         let graph = CallGraph::from_snapshot(&snap);
         assert_eq!(
             summary(&graph),

@@ -13,6 +13,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod analysis;
 pub mod chrome;
 mod error;
 mod events;
@@ -26,4 +27,4 @@ pub mod tfrecord;
 pub mod xspace;
 
 pub use error::{Error, Result};
-pub use files::{host_name, run_name};
+pub use files::{host_name, profile_dir, run_name};

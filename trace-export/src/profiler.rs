@@ -19,7 +19,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use trace_runtime::session::{self, SessionConfig, SessionError, Snapshot};
+use trace_runtime::session::{self, SessionConfig, SessionError};
+use trace_runtime::snapshot::Snapshot;
 
 use crate::error::{Error, Result};
 use crate::files;
@@ -87,6 +88,7 @@ impl ProfilerOptions {
         Ok(SessionConfig {
             level: self.host_tracer_level,
             max_events_per_thread: self.max_events_per_thread,
+            owner: PROFILER,
             ..SessionConfig::default()
         })
     }
@@ -119,38 +121,31 @@ pub fn start_with(logdir: impl AsRef<Path>, options: ProfilerOptions) -> Result<
     if active.is_some() {
         return Err(Error::AlreadyActive {
             requested: "the profiler",
-            active: "a profiler session",
+            active: PROFILER,
         });
     }
-    files::create_dir(&logdir.join("plugins").join("profile"))?;
-    // No profiler session is active (checked above, lock held), so a busy recorder means a
-    // summary trace.
-    session::start(&config)
-        .map_err(|e| recording_error(e, "the profiler", "a summary trace (trace_on)"))?;
+    files::create_dir(&files::profile_dir(&logdir))?;
+    start_recording(&config, "the profiler")?;
     *active = Some(Active { logdir, options });
     Ok(())
 }
 
-/// Starts the recorder for a summary trace. Must not be called with the profiler lock held.
-pub(crate) fn start_recording(config: &SessionConfig, requested: &'static str) -> Result<()> {
-    session::start(config).map_err(|e| {
-        let active = if is_active() {
-            "a profiler session"
-        } else {
-            "a summary trace (trace_on)"
-        };
-        recording_error(e, requested, active)
-    })
-}
+/// Who a profiler session's recording belongs to, as a second `start` is told.
+const PROFILER: &str = "a profiler session";
 
-fn recording_error(error: SessionError, requested: &'static str, active: &'static str) -> Error {
-    match error {
-        SessionError::AlreadyActive => Error::AlreadyActive { requested, active },
+/// Starts the recorder for `config.owner`; a busy recorder is an error that names who
+/// records. Must not be called with the profiler lock held.
+pub(crate) fn start_recording(config: &SessionConfig, requested: &'static str) -> Result<()> {
+    session::start(config).map_err(|error| match error {
+        SessionError::AlreadyActive { owner } => Error::AlreadyActive {
+            requested,
+            active: owner,
+        },
         other => Error::InvalidOption {
             option: "level",
             reason: other.to_string(),
         },
-    }
+    })
 }
 
 /// True while a profiler session started by [`start`] records.
@@ -175,7 +170,7 @@ pub(crate) fn write_profile(
     logdir: &Path,
     options: &ProfilerOptions,
 ) -> Result<ProfileReport> {
-    let profile_dir = logdir.join("plugins").join("profile");
+    let profile_dir = files::profile_dir(logdir);
     let run_dir = match &options.run_name {
         Some(name) => profile_dir.join(name),
         None => fresh_run_dir(&profile_dir, &files::run_name(snapshot.start_wall_ns)),

@@ -3,7 +3,12 @@
 use std::fmt;
 
 use crate::proto::xplane::XSpace;
-use crate::xspace::{EventView, Interner, LineView, Profile, StatValue, Visitor, SYNTHETIC_STAT};
+use ahash::AHashMap;
+
+use crate::analysis::calls::Replay;
+use crate::xspace::{
+    thread_of_line, EventView, Interner, LineView, Profile, StatValue, Visitor, SYNTHETIC_STAT,
+};
 
 /// Statistics of one event name over a profile.
 #[derive(Clone, Debug, PartialEq)]
@@ -67,36 +72,55 @@ impl Report {
     /// [`Layout`](crate::xspace::Layout) planned from a recording, or an [`XSpace`].
     pub fn from_profile<'a>(profile: impl Into<Profile<'a>>) -> Report {
         let profile = profile.into();
+        let mut lines_left: AHashMap<i64, usize> = AHashMap::new();
+        for id in profile.line_ids() {
+            *lines_left.entry(thread_of_line(id)).or_default() += 1;
+        }
         let mut tally = Tally {
             report: Report {
                 warnings: profile.warnings().to_vec(),
+                threads: lines_left.len(),
                 top: 20,
                 ..Default::default()
             },
             names: Interner::new(),
             sites: Vec::new(),
-            open: Vec::new(),
+            lines_left,
+            calls: AHashMap::new(),
+            line: None,
+            streaming: None,
         };
         profile.visit(&mut tally);
         tally.finish()
     }
 }
 
-/// Sums up a profile's events, line by line.
+/// Sums up a profile's events. Self time comes from the call-tree fold of each thread
+/// (`analysis::calls`), as in the Graphs tab: the lines of a thread are merged back into the
+/// thread's calls first.
 struct Tally<'a> {
     report: Report,
     /// Event names, numbered 1, 2, ...: `sites[id - 1]` holds the durations (ns) of the
-    /// events named `id`, and their summed self time.
+    /// events named `id`, and their summed self time (ps).
     names: Interner<'a>,
     sites: Vec<(Vec<u64>, u64)>,
-    /// The current line's open events: (name id, end, duration, time covered by children),
-    /// all in ps.
-    open: Vec<(i64, i64, i64, i64)>,
+    /// Per thread: the lines not visited yet.
+    lines_left: AHashMap<i64, usize>,
+    /// Per thread with lines still to come: its calls so far, `(name id, start, end)` in ps.
+    calls: AHashMap<i64, Vec<(i64, u64, u64)>>,
+    /// The line being visited: its thread and where its events start (ps).
+    line: Option<(i64, u64)>,
+    /// The fold of a thread that is one line, the usual case: its calls go straight in.
+    streaming: Option<Replay<i64>>,
 }
 
 impl<'a> Visitor<'a> for Tally<'a> {
-    fn line(&mut self, _line: &LineView<'a>) {
-        self.report.threads += 1;
+    fn line(&mut self, line: &LineView<'a>) {
+        let origin_ps = (line.timestamp_ns.max(0) as u64).saturating_mul(1000);
+        let thread = thread_of_line(line.id);
+        self.line = Some((thread, origin_ps));
+        let alone = self.lines_left.get(&thread) == Some(&1) && !self.calls.contains_key(&thread);
+        self.streaming = alone.then(Replay::new);
     }
 
     fn event(&mut self, event: &EventView<'a, '_>) {
@@ -113,45 +137,59 @@ impl<'a> Visitor<'a> for Tally<'a> {
                 });
             }
         }
-        let start = event.offset_ps;
-        while let Some(&(_, end, _, _)) = self.open.last() {
-            if end > start {
-                break;
-            }
-            self.close_event();
-        }
-        // Saturating: a profile read from a file may hold any offset and duration.
-        if let Some(parent) = self.open.last_mut() {
-            parent.3 = parent.3.saturating_add(event.duration_ps);
-        }
         let name = self.names.id_with_suffix(event.name, event.suffix);
         if name as usize > self.sites.len() {
             self.sites.push(Default::default());
         }
-        let end = start.saturating_add(event.duration_ps);
-        self.open.push((name, end, event.duration_ps, 0));
+        self.sites[name as usize - 1]
+            .0
+            .push(ps_to_ns(event.duration_ps));
         self.report.events += 1;
+        // Saturating: a profile read from a file may hold any offset and duration.
+        let (thread, origin_ps) = self.line.expect("events come inside a line");
+        let start = origin_ps.saturating_add(event.offset_ps.max(0) as u64);
+        let end = start.saturating_add(event.duration_ps.max(0) as u64);
+        match &mut self.streaming {
+            Some(replay) => replay.call(name, None, start, end),
+            None => self
+                .calls
+                .entry(thread)
+                .or_default()
+                .push((name, start, end)),
+        }
     }
 
     fn line_end(&mut self) {
-        while !self.open.is_empty() {
-            self.close_event();
+        let Some((thread, _)) = self.line.take() else {
+            return;
+        };
+        let left = self.lines_left.entry(thread).or_insert(1);
+        *left = left.saturating_sub(1);
+        let replay = match self.streaming.take() {
+            Some(replay) => replay,
+            None if *left > 0 => return, // more of this thread's calls to come
+            None => {
+                let Some(mut calls) = self.calls.remove(&thread) else {
+                    return;
+                };
+                // Lines merged back are sorted as a thread's events are, stably (so that a
+                // line's own order stands on ties).
+                calls.sort_by(|a, b| a.1.cmp(&b.1).then(b.2.cmp(&a.2)));
+                let mut replay = Replay::new();
+                for (name, start, end) in calls {
+                    replay.call(name, None, start, end);
+                }
+                replay
+            }
+        };
+        for (name, self_ps) in replay.finish().self_times() {
+            let site = &mut self.sites[name as usize - 1];
+            site.1 = site.1.saturating_add(self_ps);
         }
     }
 }
 
 impl Tally<'_> {
-    /// Accounts the innermost open event.
-    fn close_event(&mut self) {
-        let Some((name, _, duration, children)) = self.open.pop() else {
-            return;
-        };
-        let site = &mut self.sites[name as usize - 1];
-        site.0.push(ps_to_ns(duration));
-        let self_ps = duration.saturating_sub(children.min(duration));
-        site.1 = site.1.saturating_add(ps_to_ns(self_ps));
-    }
-
     fn finish(self) -> Report {
         let Tally {
             mut report,
@@ -162,7 +200,7 @@ impl Tally<'_> {
         report.sites = (1..)
             .zip(sites)
             .filter(|(_, (all, _))| !all.is_empty())
-            .map(|(id, (mut all, self_ns))| {
+            .map(|(id, (mut all, self_ps))| {
                 let rank = |q: f64| ((all.len() - 1) as f64 * q).round() as usize;
                 let (p50, p99) = (rank(0.5), rank(0.99));
                 // Selecting is linear where sorting is not. After the first selection every
@@ -174,7 +212,7 @@ impl Tally<'_> {
                     name: names.name(id).to_owned(),
                     count: all.len() as u64,
                     total_ns: all.iter().fold(0, |sum: u64, &ns| sum.saturating_add(ns)),
-                    self_ns,
+                    self_ns: self_ps / 1000,
                     p50_ns,
                     p99_ns,
                     max_ns: all.iter().copied().max().expect("non-empty"),

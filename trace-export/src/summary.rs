@@ -38,17 +38,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use ahash::AHashSet;
 use prost::Message;
-use trace_runtime::session::{self, RecordMode, Snapshot};
-use trace_runtime::Value;
+use trace_runtime::session::{self, RecordMode};
+use trace_runtime::snapshot::Snapshot;
 
+use crate::analysis::calls::CallGraph;
 use crate::error::{Error, Result};
 use crate::events::{self, EventFile};
-use crate::graph::CallGraph;
 use crate::profiler::{self, ProfilerOptions};
 use crate::proto::tensorboard::{
     event, summary, summary_metadata, DataType, Event, Summary, SummaryMetadata, TensorProto,
     TensorShapeProto,
 };
+use crate::xspace::Layout;
 
 /// The plugin that owns scalar tags.
 pub const SCALARS_PLUGIN: &str = "scalars";
@@ -377,6 +378,7 @@ const TRACE_ON: &str = "a summary trace (trace_on)";
 /// option is out of range.
 pub fn trace_on(options: TraceOptions) -> Result<()> {
     let mut config = options.profiler_options().session_config()?;
+    config.owner = TRACE_ON;
     if options.graph && !options.profiler {
         // Graph only: fold calls into call trees as they happen, in memory that does not
         // grow with the number of calls.
@@ -501,19 +503,15 @@ pub fn trace_export(name: &str, step: Option<i64>, profiler_outdir: Option<&Path
                 records.extend(graph_events(name, step, wall_time, &graph).map(Record::Event));
             }
         }
-        records.extend(
-            step_times(&snapshot)
-                .into_iter()
-                .map(|step| Record::Scalar {
-                    tag: STEP_TIME_TAG.to_owned(),
-                    value: (step.duration_ns as f64 / 1e6) as f32,
-                    step: step.step,
-                    // When the step ended, on the session's own clock.
-                    wall_time: Some(
-                        snapshot.start_wall_ns.saturating_add(step.end_ns) as f64 / 1e9,
-                    ),
-                }),
-        );
+        // The steps of the profile's overview page, planned by the same rules.
+        let layout = Layout::new(&snapshot, "");
+        records.extend(layout.step_times().map(|step| Record::Scalar {
+            tag: STEP_TIME_TAG.to_owned(),
+            value: (step.duration_ns as f64 / 1e6) as f32,
+            step: step.step,
+            // When the step ended, on the session's own clock.
+            wall_time: Some(snapshot.start_wall_ns.saturating_add(step.end_ns) as f64 / 1e9),
+        }));
         writer.write(records)?;
     }
     if let Some(dir) = profile_dir {
@@ -553,48 +551,4 @@ fn graph_events(name: &str, step: i64, wall_time: f64, graph: &CallGraph) -> [Ev
         ..Default::default()
     };
     [graph_def, summary_event(wall_time, step, run_metadata)]
-}
-
-/// An event's `step_num`, when it is an integer that fits an `i64`.
-fn step_num(value: &Value<'_>) -> Option<i64> {
-    match value {
-        Value::Int(n) => Some(*n),
-        Value::UInt(n) => i64::try_from(*n).ok(),
-        _ => None,
-    }
-}
-
-/// One step marker's step number, duration and end (in ns since the session start).
-struct StepTime {
-    step: i64,
-    duration_ns: u64,
-    end_ns: u64,
-}
-
-/// The step markers: the outermost events with an integer `step_num` of the thread that has
-/// the most of them, as the profile counts steps.
-fn step_times(snapshot: &Snapshot) -> Vec<StepTime> {
-    let mut best = Vec::new();
-    for thread in &snapshot.threads {
-        let mut steps: Vec<StepTime> = Vec::new();
-        let mut marker_end = 0;
-        for event in thread.events.iter().filter(|e| !e.is_async) {
-            let Some(step) = event.metadata("step_num").and_then(step_num) else {
-                continue;
-            };
-            if !steps.is_empty() && event.start_ns < marker_end {
-                continue; // nested in the previous marker
-            }
-            marker_end = event.end_ns;
-            steps.push(StepTime {
-                step,
-                duration_ns: event.duration_ns(),
-                end_ns: event.end_ns,
-            });
-        }
-        if steps.len() > best.len() {
-            best = steps;
-        }
-    }
-    best
 }

@@ -1,6 +1,6 @@
 //! Readers of untrusted files: `xspace::decode` and everything `trace-export report` and
 //! `convert` build on it (the text report, the Chrome trace writer), the TFRecord reader of
-//! event files, and the `trace-export` command-line tool itself.
+//! event files. (The `trace-export` tool itself is tested in `trace-cli/tests/tool.rs`.)
 //!
 //! Garbage, truncated and bit-flipped input must give an error or a valid value: never a
 //! panic, and never an allocation out of proportion to the input. A counting global allocator
@@ -9,8 +9,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use proptest::collection::{btree_map, vec};
@@ -25,7 +24,7 @@ use trace_export::report::Report;
 use trace_export::tfrecord::{read_records, RecordError};
 use trace_export::{chrome, summary as tf_summary, xspace};
 use trace_runtime::clock::ClockKind;
-use trace_runtime::session::{Event as Scope, Snapshot, ThreadRecord};
+use trace_runtime::snapshot::{Event as Scope, Recording, Snapshot, ThreadRecord};
 use trace_runtime::Value;
 
 // ---------------------------------------------------------------------------------------------
@@ -143,13 +142,12 @@ fn read_like_the_tool(bytes: &[u8]) -> Result<(), String> {
 /// A recording as the runtime would hand it over: two threads, four steps, nested scopes,
 /// metadata of every type, and a few dropped events.
 fn sample_snapshot() -> Snapshot {
-    let scope = |name, start_ns, end_ns, metadata| Scope {
-        name,
-        callsite: None,
-        start_ns,
-        end_ns,
-        is_async: false,
-        metadata,
+    let scope = |name, start_ns, end_ns, metadata: Vec<(&'static str, Value<'static>)>| {
+        metadata
+            .into_iter()
+            .fold(Scope::new(name, start_ns, end_ns), |scope, (key, value)| {
+                scope.with(key, value)
+            })
     };
     let mut main = Vec::new();
     let mut loader = Vec::new();
@@ -186,28 +184,16 @@ fn sample_snapshot() -> Snapshot {
             vec![("batch", Value::Int(-1))],
         ));
     }
-    Snapshot {
-        start_wall_ns: 1_700_000_000_000_000_000,
-        stop_wall_ns: 1_700_000_000_000_004_000,
-        duration_ns: 4_000,
-        clock: ClockKind::Monotonic,
-        level: 2,
-        call_trees: Vec::new(),
-        threads: vec![
-            ThreadRecord {
-                thread_id: 1,
-                name: "main".into(),
-                events: main,
-                dropped: 0,
-            },
-            ThreadRecord {
-                thread_id: 2,
-                name: "loader".into(),
-                events: loader,
-                dropped: 3,
-            },
-        ],
-    }
+    Snapshot::new(
+        1_700_000_000_000_000_000,
+        4_000,
+        ClockKind::Monotonic,
+        2,
+        Recording::Events(vec![
+            ThreadRecord::new(1, "main", main, 0),
+            ThreadRecord::new(2, "loader", loader, 3),
+        ]),
+    )
 }
 
 /// The `.xplane.pb` bytes of [`sample_snapshot`].
@@ -624,180 +610,4 @@ proptest! {
             prop_assert!(read.to_bits() == expected.to_bits() || (read.is_nan() && expected.is_nan()));
         }
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The command-line tool
-
-/// Runs `trace-export report <path>`.
-fn report(path: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trace-export"))
-        .arg("report")
-        .arg(path)
-        .output()
-        .unwrap()
-}
-
-/// Checks that the tool failed cleanly: exit code 1 (not a panic's 101 or a signal), and one
-/// line on stderr that says what is wrong with which file.
-fn assert_clean_failure(output: &Output, path: &Path, reason: &str) {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "{}: {stderr}",
-        path.display()
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.starts_with("trace-export: error: "), "{stderr}");
-    assert!(stderr.contains(&path.display().to_string()), "{stderr}");
-    assert!(stderr.contains(reason), "{stderr}");
-}
-
-#[test]
-fn the_tool_reports_a_valid_profile() {
-    let dir = scratch("cli-valid");
-    let path = dir.join("testhost.xplane.pb");
-    std::fs::write(&path, valid_xplane()).unwrap();
-    let output = report(&path);
-    assert!(output.status.success(), "{output:?}");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("4 steps"), "{stdout}");
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-#[test]
-fn the_tool_rejects_garbage_truncated_and_bit_flipped_profiles() {
-    let dir = scratch("cli-damaged");
-    let valid = valid_xplane();
-    let mut cases: Vec<(String, Vec<u8>, &str)> = vec![
-        ("empty".into(), Vec::new(), "the file is empty"),
-        (
-            "garbage".into(),
-            b"GIF89a this is not a profile".to_vec(),
-            "not an XSpace profile",
-        ),
-    ];
-    for cut in [1, 2, 10, valid.len() / 3, valid.len() / 2] {
-        cases.push((
-            format!("cut-{cut}"),
-            valid[..cut].to_vec(),
-            "not an XSpace profile",
-        ));
-    }
-    // Flips that break the structure: the first field's wire type, and the top bit of its
-    // length, which then claims more bytes than the file holds.
-    for (byte, bit) in [(0, 0), (0, 1), (1, 7), (2, 6)] {
-        let mut flipped = valid.to_vec();
-        flipped[byte] ^= 1 << bit;
-        cases.push((
-            format!("flip-{byte}-{bit}"),
-            flipped,
-            "not an XSpace profile",
-        ));
-    }
-    for (name, bytes, reason) in cases {
-        let path = dir.join(format!("{name}.xplane.pb"));
-        std::fs::write(&path, bytes).unwrap();
-        assert_clean_failure(&report(&path), &path, reason);
-    }
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-#[test]
-fn the_tool_never_panics_on_damaged_profiles() {
-    // Bit flips and splices that may or may not leave valid protobuf: the tool reads the
-    // profile or fails cleanly, never panics. A fixed pseudo-random sequence keeps this
-    // reproducible.
-    let dir = scratch("cli-fuzz");
-    let valid = valid_xplane();
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    let path = dir.join("damaged.xplane.pb");
-    for _ in 0..24 {
-        let mut bytes = valid.to_vec();
-        for _ in 0..1 + next() % 3 {
-            let bit = (next() % (bytes.len() as u64 * 8)) as usize;
-            bytes[bit / 8] ^= 1 << (bit % 8);
-        }
-        std::fs::write(&path, &bytes).unwrap();
-        let output = report(&path);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!stderr.contains("panicked"), "{stderr}");
-        if !output.status.success() {
-            assert_clean_failure(&output, &path, "not an XSpace profile");
-        }
-    }
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-#[test]
-fn the_tool_rejects_event_files_whole_truncated_or_flipped() {
-    // `trace-export` reads profiles only; an event file given to it, intact or damaged, is a
-    // clean error.
-    let dir = scratch("cli-events");
-    let valid = valid_event_file();
-    let mut cases = vec![("whole", valid.to_vec()), ("cut", valid[..20].to_vec())];
-    let mut flipped = valid.to_vec();
-    flipped[valid.len() / 2] ^= 0x10;
-    cases.push(("flipped", flipped));
-    for (name, bytes) in cases {
-        let path = dir.join(format!("events.out.tfevents.{name}.v2"));
-        std::fs::write(&path, bytes).unwrap();
-        assert_clean_failure(&report(&path), &path, "not an XSpace profile");
-    }
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-#[test]
-fn the_tool_names_missing_and_empty_paths() {
-    let dir = scratch("cli-missing");
-    let missing = dir.join("no-such-logdir");
-    assert_clean_failure(&report(&missing), &missing, "read directory");
-    assert_clean_failure(&report(&dir), &dir, "no .xplane.pb file here");
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-#[test]
-fn the_tool_converts_nothing_from_damaged_profiles_and_names_unwritable_outputs() {
-    let dir = scratch("cli-convert");
-    let convert = |xplane: &Path, out: &Path| {
-        Command::new(env!("CARGO_BIN_EXE_trace-export"))
-            .arg("convert")
-            .arg(xplane)
-            .arg("--chrome")
-            .arg(out)
-            .output()
-            .unwrap()
-    };
-    let garbage = dir.join("garbage.xplane.pb");
-    std::fs::write(&garbage, b"not a profile").unwrap();
-    let out = dir.join("out.json.gz");
-    assert_clean_failure(&convert(&garbage, &out), &garbage, "not an XSpace profile");
-    assert!(!out.exists(), "nothing is written from a damaged profile");
-
-    let valid = dir.join("valid.xplane.pb");
-    std::fs::write(&valid, valid_xplane()).unwrap();
-    let nowhere = dir.join("no-such-dir").join("out.json");
-    assert_clean_failure(&convert(&valid, &nowhere), &nowhere, "write");
-
-    // A full disk: every write to /dev/full fails with ENOSPC. Through a symlink, so that the
-    // test can check the tool leaves what it did not create alone.
-    if Path::new("/dev/full").exists() {
-        let full = dir.join("full.json.gz");
-        std::os::unix::fs::symlink("/dev/full", &full).unwrap();
-        assert_clean_failure(&convert(&valid, &full), &full, "write");
-        assert!(
-            full.symlink_metadata().is_ok(),
-            "the output link was removed"
-        );
-        assert!(Path::new("/dev/full").exists());
-    }
-    std::fs::remove_dir_all(&dir).unwrap();
 }

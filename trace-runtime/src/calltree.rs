@@ -1,70 +1,61 @@
-//! Graph-only recording: each thread folds its calls into a tree of call paths as they
-//! happen, so memory grows with the number of distinct paths, never with the number of calls.
+//! The call-tree fold: calls folded into a tree of call paths as they enter and exit, so
+//! that memory grows with the number of distinct paths, never with the number of calls.
 //!
-//! A session started with [`RecordMode::CallGraph`](crate::session::RecordMode) switches the
-//! guards onto this path (their entry leaves the inline clock read for
-//! `Trace::enter_slow`). Entering a scope finds or adds the child node of the innermost open
-//! scope and pushes a frame; leaving it adds the call's time to the node. A call whose name
-//! is already on the path from the root is folded into that ancestor (recursion), as the
-//! exporters' call graph folds it.
+//! Entering a call finds or adds the child node of the innermost open call and pushes a
+//! frame; leaving it adds the call's time to the node. A call whose name is already on the
+//! path from the root is folded into that ancestor (recursion). A call's self time is its
+//! duration less the time of the calls made directly inside it.
 //!
-//! Each thread's tree sits behind a mutex that only the thread itself takes while recording.
-//! `session::stop` takes every thread's lock at once, reads its stop time and seals the trees:
-//! a call whose exit (and its end clock, read under the lock) came first is counted, a later
-//! one sees the seal and belongs to no session. A thread waits for its lock only during that
-//! seal, which takes microseconds.
+//! It is the one fold of the project: graph-only sessions run it live on each thread
+//! (`local::graph`), and `trace-export` replays recorded events through it, so the Graphs tab,
+//! the text report and the summaries count calls and self time by the same rules.
 
-use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::hash::Hash;
+use std::sync::Mutex;
 
 use ahash::AHashMap;
 
 use crate::callsite::Callsite;
-use crate::clock;
-use crate::recorder::{self, EPOCH, KIND_ASYNC, KIND_EVENT, KIND_GRAPH, KIND_MASK};
-
-/// True while a graph-only session records.
-pub(crate) static GRAPH_ONLY: AtomicBool = AtomicBool::new(false);
+use crate::snapshot::CallPath;
 
 /// Frames deeper than this are not recorded (and counted as dropped).
 const MAX_FRAMES: usize = 1 << 24;
+/// Distinct call sites kept per call path (one, nearly always).
+pub(crate) const MAX_CALLSITES: usize = 8;
 
-/// A graph guard's `info` word: `KIND_GRAPH`, the guard's own kind (bits 3..6), its frame
-/// (bits 8..32) and, for a named guard, the name's length (bits 32..64).
-fn pack(info: u64, frame: u32) -> Option<u64> {
-    let name_len = info >> 8;
-    (name_len < 1 << 32)
-        .then_some(KIND_GRAPH | (info & KIND_MASK) << 3 | u64::from(frame) << 8 | name_len << 32)
-}
-
-/// The guard's own `info` (kind and name length) and frame, from [`pack`]'s word.
-fn unpack(graph_info: u64) -> (u64, u32) {
-    let info = (graph_info >> 3) & KIND_MASK | (graph_info >> 32) << 8;
-    (info, ((graph_info >> 8) & 0xff_ffff) as u32)
-}
-
-/// One thread's tree in one session.
+/// One thread's tree in one graph-only session, shared by the thread (which folds its calls
+/// into it) and the session (which seals and reads it at stop).
 pub(crate) struct ThreadTree {
     pub(crate) epoch: u64,
-    pub(crate) tree: Mutex<CallTree>,
+    pub(crate) thread_id: u64,
+    pub(crate) thread_name: String,
+    pub(crate) state: Mutex<LiveTree>,
 }
 
-/// One call path of one thread, in ticks.
+/// A tree being folded live.
+pub(crate) struct LiveTree {
+    pub(crate) fold: CallTree,
+    /// Set by the session when it stopped: calls no longer count.
+    pub(crate) sealed: bool,
+}
+
+/// One call path, in the fold's time unit (clock ticks live, nanoseconds in a replay).
 #[derive(Clone, Debug)]
-pub(crate) struct Node {
-    pub(crate) name: &'static str,
-    pub(crate) callsite: Option<&'static Callsite>,
-    pub(crate) parent: Option<u32>,
-    pub(crate) recursive_callers: Vec<u32>,
-    pub(crate) calls: u64,
-    pub(crate) recursive_calls: u64,
-    pub(crate) total_ticks: u64,
-    pub(crate) self_ticks: u64,
-    pub(crate) first_start: u64,
+struct Node<N> {
+    name: N,
+    /// Distinct call sites of its calls, in order of first call, at most [`MAX_CALLSITES`].
+    callsites: Vec<&'static Callsite>,
+    parent: Option<u32>,
+    recursive_callers: Vec<u32>,
+    calls: u64,
+    recursive_calls: u64,
+    total_ticks: u64,
+    self_ticks: u64,
+    first_start: u64,
 }
 
 /// A scope open on the thread.
+#[derive(Debug)]
 struct Frame {
     node: u32,
     start: u64,
@@ -78,46 +69,41 @@ struct Frame {
     closed: bool,
 }
 
-/// One thread's tree, shared with the session that reads it at stop.
-pub(crate) struct CallTree {
-    pub(crate) thread_id: u64,
-    pub(crate) thread_name: String,
-    pub(crate) nodes: Vec<Node>,
+/// One thread's calls, folded by call path: see the [module documentation](self).
+///
+/// Times are in any unit, as long as it is one unit: clock ticks while recording, or
+/// nanoseconds when recorded events are replayed (`enter` and `exit` in time order). Names
+/// are `&'static str` while recording; a replay may name calls by anything that compares,
+/// such as interned ids.
+#[derive(Debug)]
+pub struct CallTree<N = &'static str> {
+    nodes: Vec<Node<N>>,
     /// (parent, name) → node.
-    index: AHashMap<(Option<u32>, &'static str), u32>,
+    index: AHashMap<(Option<u32>, N), u32>,
     frames: Vec<Frame>,
-    /// The session's start, in ticks: a call entered before it belongs to no session.
+    /// The session's start: a call entered before it belongs to no session.
     session_start: u64,
-    /// Set by the session when it stopped: calls no longer count.
-    pub(crate) sealed: bool,
 }
 
-impl CallTree {
-    pub(crate) fn new(thread_id: u64, thread_name: String, session_start: u64) -> CallTree {
+impl<N: Copy + Eq + Hash> CallTree<N> {
+    /// An empty tree for calls that start at `session_start` or later.
+    pub fn new(session_start: u64) -> CallTree<N> {
         CallTree {
-            thread_id,
-            thread_name,
             nodes: Vec::new(),
             index: AHashMap::new(),
             frames: Vec::new(),
             session_start,
-            sealed: false,
         }
     }
 
-    fn node(
-        &mut self,
-        parent: Option<u32>,
-        name: &'static str,
-        site: Option<&'static Callsite>,
-    ) -> u32 {
+    fn node(&mut self, parent: Option<u32>, name: N, site: Option<&'static Callsite>) -> u32 {
         if let Some(&node) = self.index.get(&(parent, name)) {
             return node;
         }
         let node = self.nodes.len() as u32;
         self.nodes.push(Node {
             name,
-            callsite: site,
+            callsites: site.into_iter().collect(),
             parent,
             recursive_callers: Vec::new(),
             calls: 0,
@@ -131,7 +117,7 @@ impl CallTree {
     }
 
     /// The nearest node named `name` on the path from the root to `node`.
-    fn on_path(&self, mut node: u32, name: &str) -> Option<u32> {
+    fn on_path(&self, mut node: u32, name: N) -> Option<u32> {
         loop {
             let entry = &self.nodes[node as usize];
             if entry.name == name {
@@ -142,12 +128,7 @@ impl CallTree {
     }
 
     /// Opens a call; returns its frame index, or `None` beyond [`MAX_FRAMES`].
-    fn enter(
-        &mut self,
-        name: &'static str,
-        site: Option<&'static Callsite>,
-        start: u64,
-    ) -> Option<u32> {
+    pub fn enter(&mut self, name: N, site: Option<&'static Callsite>, start: u64) -> Option<u32> {
         if self.frames.len() >= MAX_FRAMES {
             return None;
         }
@@ -170,6 +151,12 @@ impl CallTree {
         };
         let entry = &mut self.nodes[node as usize];
         entry.first_start = entry.first_start.min(start);
+        if let Some(site) = site {
+            let sites = &mut entry.callsites;
+            if sites.len() < MAX_CALLSITES && !sites.iter().any(|s| std::ptr::eq(*s, site)) {
+                sites.push(site);
+            }
+        }
         self.frames.push(Frame {
             node,
             start,
@@ -184,9 +171,9 @@ impl CallTree {
     /// Closes the call opened as frame `frame` at `start`. A call whose frame is not on this
     /// thread (an `async fn` that moved) is counted at the root under its name; one entered
     /// before the session started is not counted, as events mode keeps no such event.
-    fn exit(
+    pub fn exit(
         &mut self,
-        name: &'static str,
+        name: N,
         site: Option<&'static Callsite>,
         frame: u32,
         start: u64,
@@ -230,91 +217,57 @@ impl CallTree {
             self.frames.pop();
         }
     }
-}
 
-thread_local! {
-    static TREE: RefCell<Option<Arc<ThreadTree>>> = const { RefCell::new(None) };
-}
-
-/// The name and call site of a guard's identity (see `Trace`).
-fn describe(ident: usize, info: u64) -> (&'static str, Option<&'static Callsite>) {
-    match info & KIND_MASK {
-        KIND_EVENT | KIND_ASYNC => {
-            // SAFETY: guards of these kinds store the address of a `&'static Callsite`.
-            let site: &'static Callsite = unsafe { &*(ident as *const Callsite) };
-            (site.name(), Some(site))
-        }
-        _ => (crate::session::static_str(ident as u64, info >> 8), None),
+    /// Each call path's name and self time (the time in its calls and not in a callee), a
+    /// parent before its children.
+    pub fn self_times(&self) -> impl Iterator<Item = (N, u64)> + '_ {
+        self.nodes.iter().map(|node| (node.name, node.self_ticks))
     }
 }
 
-/// Why a call was not counted.
-enum Missed {
-    /// No graph-only session records the call: it belongs to none.
-    NoSession,
-    /// The call happened in a session but could not be counted.
-    Lost,
-}
-
-/// Runs `f` on this thread's tree of the current session, attaching one first.
-fn with_tree<R>(f: impl FnOnce(&mut CallTree) -> Option<R>) -> Result<R, Missed> {
-    let epoch = EPOCH.load(Ordering::Acquire);
-    TREE.try_with(|cell| {
-        // Borrowed: a call made while this thread updates its tree (a traced allocator).
-        let mut slot = cell.try_borrow_mut().map_err(|_| Missed::Lost)?;
-        if slot.as_ref().map(|tree| tree.epoch) != Some(epoch) {
-            *slot = Some(
-                crate::session::attach_call_tree(
-                    epoch,
-                    recorder::thread_id(),
-                    recorder::thread_name,
-                )
-                .ok_or(Missed::NoSession)?,
-            );
+impl CallTree<&'static str> {
+    /// The call paths, a parent before its children, with times converted by `duration_ns`
+    /// (a length of time) and `since_start_ns` (a moment).
+    ///
+    /// Where a node's total is exactly its self time plus its callees' totals (no recursion
+    /// folded in), its self time in nanoseconds is taken as the difference of the converted
+    /// values, so that the parts add up to the whole exactly rather than within rounding.
+    pub fn paths(
+        &self,
+        duration_ns: impl Fn(u64) -> u64,
+        since_start_ns: impl Fn(u64) -> u64,
+    ) -> Vec<CallPath> {
+        let mut children_ticks = vec![0u64; self.nodes.len()];
+        let mut children_ns = vec![0u64; self.nodes.len()];
+        for node in &self.nodes {
+            if let Some(parent) = node.parent {
+                children_ticks[parent as usize] += node.total_ticks;
+                children_ns[parent as usize] += duration_ns(node.total_ticks);
+            }
         }
-        let tree = slot.as_ref().ok_or(Missed::NoSession)?;
-        // Taken by another thread only while the session seals the trees. A panic inside
-        // `f` leaves the tree consistent (each update is a few counters), so poisoning is
-        // ignored.
-        let mut tree = tree.tree.lock().unwrap_or_else(|p| p.into_inner());
-        if tree.sealed {
-            return Err(Missed::NoSession);
-        }
-        f(&mut tree).ok_or(Missed::Lost)
-    })
-    // The thread is being torn down.
-    .unwrap_or(Err(Missed::Lost))
-}
-
-fn count_if_lost<R>(result: Result<R, Missed>) -> Option<R> {
-    match result {
-        Ok(value) => Some(value),
-        Err(Missed::NoSession) => None,
-        Err(Missed::Lost) => {
-            recorder::count_lost();
-            None
-        }
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| {
+                let total_ns = duration_ns(node.total_ticks);
+                let exact = node.recursive_calls == 0
+                    && node.total_ticks == node.self_ticks + children_ticks[i];
+                CallPath {
+                    name: node.name,
+                    callsites: node.callsites.clone(),
+                    parent: node.parent.map(|p| p as usize),
+                    recursive_callers: node.recursive_callers.iter().map(|&c| c as usize).collect(),
+                    calls: node.calls,
+                    recursive_calls: node.recursive_calls,
+                    total_ns,
+                    self_ns: if exact {
+                        total_ns.saturating_sub(children_ns[i])
+                    } else {
+                        duration_ns(node.self_ticks)
+                    },
+                    first_start_ns: since_start_ns(node.first_start),
+                }
+            })
+            .collect()
     }
-}
-
-/// Opens a call of the guard `(ident, info)` at `start`; returns the guard's new `info`
-/// word, or `None` when the call is not recorded (counted as lost when it belongs to a
-/// session).
-pub(crate) fn enter(ident: usize, info: u64, start: u64) -> Option<u64> {
-    let (name, site) = describe(ident, info);
-    count_if_lost(with_tree(|tree| {
-        tree.enter(name, site, start)
-            .and_then(|frame| pack(info, frame))
-    }))
-}
-
-/// Closes a call opened by [`enter`]; `graph_info` is what it returned. The end clock is read
-/// under the tree's lock, so the call is counted exactly when it ended before the stop.
-pub(crate) fn exit(ident: usize, graph_info: u64, start: u64) {
-    let (info, frame) = unpack(graph_info);
-    let (name, site) = describe(ident, info);
-    count_if_lost(with_tree(|tree| {
-        tree.exit(name, site, frame, start, clock::now());
-        Some(())
-    }));
 }

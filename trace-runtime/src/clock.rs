@@ -1,5 +1,6 @@
 //! The event clock: the CPU timestamp counter where it is invariant, the monotonic clock
-//! elsewhere.
+//! elsewhere. (Public for the workspace's tests and benchmarks only; `now`, `init` and `kind`
+//! are all it offers outside this crate.)
 //!
 //! Events store raw ticks; a [`Calibration`] taken at session start and stop turns them into
 //! nanoseconds off the hot path. The clock kind is chosen once, before the first session
@@ -127,13 +128,13 @@ fn kernel_clocksource_is_tsc() -> bool {
 
 /// One simultaneous reading of the event clock, the monotonic clock and the wall clock.
 #[derive(Clone, Copy, Debug)]
-pub struct Anchor {
+pub(crate) struct Anchor {
     /// Event-clock ticks.
-    pub ticks: u64,
+    pub(crate) ticks: u64,
     /// The monotonic clock.
-    pub instant: Instant,
+    pub(crate) instant: Instant,
     /// Wall-clock nanoseconds since the Unix epoch.
-    pub wall_ns: u64,
+    pub(crate) wall_ns: u64,
 }
 
 impl Anchor {
@@ -146,7 +147,7 @@ impl Anchor {
     }
 
     /// Reads all three clocks, as close together as possible.
-    pub fn now() -> Anchor {
+    pub(crate) fn now() -> Anchor {
         init();
         let instant = Instant::now();
         let ticks = now();
@@ -172,20 +173,20 @@ fn wall_ns() -> u64 {
 /// stays ordered in nanoseconds: an event whose ticks lie within the session's lies within
 /// `[0, duration]`, whatever rate was measured, because the conversion is monotonic.
 #[derive(Clone, Copy, Debug)]
-pub struct Calibration {
+pub(crate) struct Calibration {
     /// Ticks at the session start.
-    pub start_ticks: u64,
+    pub(crate) start_ticks: u64,
     /// Nanoseconds per tick.
-    pub ns_per_tick: f64,
+    pub(crate) ns_per_tick: f64,
     /// Wall-clock nanoseconds since the Unix epoch at the session start.
-    pub start_wall_ns: u64,
+    pub(crate) start_wall_ns: u64,
 }
 
 impl Calibration {
     /// The calibration for a session between `start` and `stop`. The TSC rate is measured
     /// over the longer of the session and the process lifetime, so a short session does not
     /// mean an imprecise rate.
-    pub fn new(start: &Anchor, stop: &Anchor) -> Calibration {
+    pub(crate) fn new(start: &Anchor, stop: &Anchor) -> Calibration {
         let ns_per_tick = match kind() {
             ClockKind::Monotonic => 1.0,
             ClockKind::Tsc => tsc_rate(start, stop),
@@ -194,7 +195,7 @@ impl Calibration {
     }
 
     /// The calibration of a session that started at `start`, with a given rate.
-    pub fn with_rate(start: &Anchor, ns_per_tick: f64) -> Calibration {
+    pub(crate) fn with_rate(start: &Anchor, ns_per_tick: f64) -> Calibration {
         Calibration {
             start_ticks: start.ticks,
             ns_per_tick,
@@ -205,20 +206,20 @@ impl Calibration {
     /// Nanoseconds from the session start to `ticks` (0 for ticks before the start).
     /// Monotonic in `ticks`: a later reading never converts to an earlier time.
     #[inline]
-    pub fn ns_since_start(&self, ticks: u64) -> u64 {
+    pub(crate) fn ns_since_start(&self, ticks: u64) -> u64 {
         self.ns(ticks.saturating_sub(self.start_ticks))
     }
 
     /// A length of `ticks` in nanoseconds.
     #[inline]
-    pub fn ns(&self, ticks: u64) -> u64 {
+    pub(crate) fn ns(&self, ticks: u64) -> u64 {
         (ticks as f64 * self.ns_per_tick) as u64
     }
 
     /// Wall-clock nanoseconds since the Unix epoch at `ticks`: the session's wall-clock start
     /// plus the calibrated time since, not a second reading of another clock.
     #[inline]
-    pub fn wall_ns(&self, ticks: u64) -> u64 {
+    pub(crate) fn wall_ns(&self, ticks: u64) -> u64 {
         self.start_wall_ns
             .saturating_add(self.ns_since_start(ticks))
     }

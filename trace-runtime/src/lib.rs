@@ -43,18 +43,26 @@
 // With `enable` off the recorder is compiled (sessions still start and stop) but never called.
 #![cfg_attr(not(feature = "enable"), allow(dead_code))]
 
-mod barrier;
+// The map: `switch`, `clock`, `callsite` and `value` depend on nothing else here. `record`
+// is the buffer format, `buffer` the buffer, `calltree` the call-path fold; `registry` holds
+// the session's state and the threads attached to it. `local` is the hot side (the guard and
+// what it calls on the recording thread), `collector` the cold side (start, stop, and the
+// snapshot); neither imports the other. `snapshot` is the data model handed to exporters.
+mod buffer;
 mod callsite;
 mod calltree;
+#[doc(hidden)]
 pub mod clock;
-mod recorder;
-pub mod session;
+mod collector;
+mod local;
+mod record;
+mod registry;
+pub mod snapshot;
+mod switch;
 mod value;
 
 #[cfg(feature = "enable")]
-mod guard;
-#[cfg(feature = "enable")]
-pub use guard::{is_recording, set_metadata, Trace};
+pub use local::guard::{is_recording, set_metadata, Trace};
 
 #[cfg(not(feature = "enable"))]
 mod disabled;
@@ -64,6 +72,19 @@ pub use disabled::{is_recording, set_metadata, Trace};
 pub use callsite::{callsites, Callsite};
 pub use trace_macros::{trace, traced};
 pub use value::{Scalar, Value};
+
+/// How `trace-export` drives recording: start and stop a session, and fold calls into call
+/// trees by the rules of a graph-only session. Not a public API: it changes without notice.
+/// Programs start and stop sessions through `trace_export::profiler` and
+/// `trace_export::summary`.
+#[doc(hidden)]
+pub mod session {
+    pub use crate::calltree::CallTree;
+    pub use crate::collector::session::{
+        is_active, owner, start, stop, SessionConfig, SessionError,
+    };
+    pub use crate::snapshot::RecordMode;
+}
 
 /// True when this build records (the `enable` feature is on).
 pub const ENABLED: bool = cfg!(feature = "enable");
@@ -81,7 +102,7 @@ pub mod __private {
     #[inline(always)]
     pub fn enter(site: &'static Callsite) -> Trace {
         #[cfg(feature = "enable")]
-        return Trace::enter_site(site, crate::recorder::KIND_EVENT);
+        return Trace::enter_site(site, crate::record::KIND_EVENT);
         #[cfg(not(feature = "enable"))]
         {
             let _ = site;
@@ -93,7 +114,7 @@ pub mod __private {
     #[inline(always)]
     pub fn enter_async(site: &'static Callsite) -> Trace {
         #[cfg(feature = "enable")]
-        return Trace::enter_site(site, crate::recorder::KIND_ASYNC);
+        return Trace::enter_site(site, crate::record::KIND_ASYNC);
         #[cfg(not(feature = "enable"))]
         {
             let _ = site;

@@ -2,7 +2,8 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use trace_runtime::session::{self, CallPath, RecordMode, SessionConfig, Snapshot, ThreadCallTree};
+use trace_runtime::session::{self, RecordMode, SessionConfig};
+use trace_runtime::snapshot::{CallPath, Snapshot, ThreadCallTree};
 use trace_runtime::Trace;
 
 fn lock() -> MutexGuard<'static, ()> {
@@ -57,11 +58,11 @@ fn calls_fold_by_path_and_recursion_folds_into_its_ancestor() {
         }
     });
     assert!(
-        snapshot.threads.is_empty(),
+        snapshot.threads().is_empty(),
         "graph-only sessions keep no events"
     );
-    assert_eq!(snapshot.call_trees.len(), 1);
-    let tree = &snapshot.call_trees[0];
+    assert_eq!(snapshot.call_trees().len(), 1);
+    let tree = &snapshot.call_trees()[0];
     assert_eq!(
         paths(tree),
         [
@@ -101,7 +102,7 @@ fn guards_dropped_out_of_order_are_counted_once_each() {
         drop(inner);
         drop(after);
     });
-    let tree = &snapshot.call_trees[0];
+    let tree = &snapshot.call_trees()[0];
     assert_eq!(
         paths(tree),
         [
@@ -128,14 +129,14 @@ fn each_thread_has_its_tree_and_a_guard_that_moved_counts_at_the_root() {
             .expect("join");
     });
     let names: Vec<&str> = snapshot
-        .call_trees
+        .call_trees()
         .iter()
         .map(|t| t.name.as_str())
         .collect();
     assert_eq!(names.len(), 2);
     assert!(names.contains(&"worker"));
     let worker = snapshot
-        .call_trees
+        .call_trees()
         .iter()
         .find(|t| t.name == "worker")
         .expect("worker");
@@ -157,7 +158,7 @@ fn a_later_events_session_records_events_again() {
         let _g = Trace::new("event");
     }
     let snapshot = session::stop().expect("stop");
-    assert!(snapshot.call_trees.is_empty());
+    assert!(snapshot.call_trees().is_empty());
     let names: Vec<&str> = snapshot.events().map(|(_, e)| e.name).collect();
     assert_eq!(names, ["event"]);
 }

@@ -79,7 +79,7 @@ fn graph_only_memory_stays_flat_over_ten_million_calls() {
         growth <= 0,
         "live heap grew by {growth} bytes over 9 million more calls"
     );
-    let tree = &snapshot.call_trees[0];
+    let tree = &snapshot.call_trees()[0];
     assert_eq!(tree.nodes.len(), 3, "batch, batch/leaf, batch/recurse");
     let calls: u64 = tree.nodes.iter().map(|n| n.calls).sum();
     assert!(calls >= 10_000_000, "{calls} calls counted");

@@ -3,7 +3,8 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use trace_runtime::session::{self, SessionConfig, Snapshot};
+use trace_runtime::session::{self, SessionConfig};
+use trace_runtime::snapshot::Snapshot;
 use trace_runtime::{Trace, Value};
 
 fn lock() -> MutexGuard<'static, ()> {
@@ -34,7 +35,7 @@ fn nested_guards_nest_in_time_and_keep_metadata() {
         drop(outer);
     });
     assert_eq!(names(&snapshot), ["outer", "inner"]);
-    let thread = &snapshot.threads[0];
+    let thread = &snapshot.threads()[0];
     let (outer, inner) = (&thread.events[0], &thread.events[1]);
     assert!(outer.start_ns <= inner.start_ns && inner.end_ns <= outer.end_ns);
     assert_eq!(outer.metadata("step_num"), Some(&Value::Int(7)));
@@ -52,7 +53,7 @@ fn call_sites_from_the_private_macro_are_registered() {
     let snapshot = record(SessionConfig::default(), || {
         let _g = trace_runtime::__private::enter(site());
     });
-    let event = &snapshot.threads[0].events[0];
+    let event = &snapshot.threads()[0].events[0];
     assert_eq!(event.name, "registered_site");
     assert_eq!(event.callsite, Some(site()));
     assert!(trace_runtime::callsites().any(|s| std::ptr::eq(s, site())));
@@ -70,7 +71,7 @@ fn free_set_metadata_goes_to_the_innermost_open_event() {
         }
         trace_runtime::set_metadata("after_inner", 3u8);
     });
-    let events = &snapshot.threads[0].events;
+    let events = &snapshot.threads()[0].events;
     assert_eq!(events[1].name, "inner");
     assert_eq!(events[1].metadata("in_cache"), Some(&Value::Bool(true)));
     assert_eq!(
@@ -122,7 +123,7 @@ fn a_thread_that_exits_before_stop_keeps_its_events() {
             .unwrap();
     });
     let loader = snapshot
-        .threads
+        .threads()
         .iter()
         .find(|t| t.name == "loader")
         .expect("loader thread");
@@ -188,7 +189,9 @@ fn session_misuse_is_an_error() {
     session::start(&SessionConfig::default()).unwrap();
     assert_eq!(
         session::start(&SessionConfig::default()).unwrap_err(),
-        session::SessionError::AlreadyActive
+        session::SessionError::AlreadyActive {
+            owner: "a recording session"
+        }
     );
     session::stop().unwrap();
     let bad = SessionConfig {
@@ -208,7 +211,7 @@ fn durations_follow_the_clock() {
         let _g = Trace::new("sleep");
         std::thread::sleep(std::time::Duration::from_millis(10));
     });
-    let event = &snapshot.threads[0].events[0];
+    let event = &snapshot.threads()[0].events[0];
     assert!(
         (9_000_000..500_000_000).contains(&event.duration_ns()),
         "{} ns",
@@ -238,7 +241,7 @@ fn a_reused_buffer_starts_empty_in_the_next_session() {
     });
     assert_eq!(names(&second), ["second"]);
     assert_eq!(second.dropped(), 0, "the drop count starts again at zero");
-    let event = &second.threads[0].events[0];
+    let event = &second.threads()[0].events[0];
     assert_eq!(event.metadata, [("step_num", Value::Int(2))]);
 
     // A larger capacity: a new buffer, and the old one is not read.

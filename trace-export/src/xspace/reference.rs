@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use ahash::AHashMap;
-use trace_runtime::session::{Event, Snapshot};
+use trace_runtime::snapshot::{Event, Snapshot};
 use trace_runtime::Value;
 
 use crate::proto::xplane::{
@@ -25,7 +25,7 @@ const PS_PER_NS: i64 = 1000;
 pub(super) fn build(snapshot: &Snapshot, host: &str) -> XSpace {
     let mut plane = PlaneBuilder::new(1, HOST_PLANE);
     let mut lines = Vec::new();
-    for thread in &snapshot.threads {
+    for thread in snapshot.threads() {
         let (sync, asynchronous): (Vec<&Event>, Vec<&Event>) =
             thread.events.iter().partition(|e| !e.is_async);
         for (k, events) in nest_into_lines(sync).into_iter().enumerate() {
@@ -99,7 +99,7 @@ pub(super) fn build(snapshot: &Snapshot, host: &str) -> XSpace {
     }
 
     let mut warnings = Vec::new();
-    for thread in &snapshot.threads {
+    for thread in snapshot.threads() {
         if thread.dropped > 0 {
             warnings.push(format!(
                 "{} events dropped on thread '{}' ({}): its buffer was full; raise \

@@ -6,30 +6,20 @@ use std::borrow::Cow;
 use proptest::prelude::*;
 use prost::Message;
 use trace_runtime::clock::ClockKind;
-use trace_runtime::session::{Event, Snapshot, ThreadRecord};
+use trace_runtime::snapshot::{Event, Recording, Snapshot, ThreadRecord};
 use trace_runtime::Value;
 
 use super::*;
 use crate::chrome;
-use crate::proto::xplane::XLine;
+use crate::proto::xplane::{XLine, XStat, XStatMetadata};
 use crate::report::Report;
 
 fn event(name: &'static str, start_ns: u64, end_ns: u64) -> Event {
-    Event {
-        name,
-        callsite: None,
-        start_ns,
-        end_ns,
-        is_async: false,
-        metadata: Vec::new(),
-    }
+    Event::new(name, start_ns, end_ns)
 }
 
 fn asynchronous(name: &'static str, start_ns: u64, end_ns: u64) -> Event {
-    Event {
-        is_async: true,
-        ..event(name, start_ns, end_ns)
-    }
+    event(name, start_ns, end_ns).asynchronous()
 }
 
 fn with(mut event: Event, key: &'static str, value: impl Into<Value<'static>>) -> Event {
@@ -64,27 +54,17 @@ fn thread(id: u64, name: &'static str, events: Vec<Event>) -> Thread {
 
 /// A snapshot with events sorted as `session::stop` sorts them.
 fn snapshot(threads: Vec<Thread>) -> Snapshot {
-    Snapshot {
-        start_wall_ns: 1_700_000_000_000_000_000,
-        stop_wall_ns: 1_700_000_001_000_000_000,
-        duration_ns: 1_000_000_000,
-        clock: ClockKind::Monotonic,
-        level: 2,
-        call_trees: Vec::new(),
-        threads: threads
-            .into_iter()
-            .map(|mut t| {
-                t.events
-                    .sort_by(|a, b| a.start_ns.cmp(&b.start_ns).then(b.end_ns.cmp(&a.end_ns)));
-                ThreadRecord {
-                    thread_id: t.id,
-                    name: t.name.to_owned(),
-                    events: t.events,
-                    dropped: t.dropped,
-                }
-            })
-            .collect(),
-    }
+    let threads = threads
+        .into_iter()
+        .map(|t| ThreadRecord::new(t.id, t.name, t.events, t.dropped))
+        .collect();
+    Snapshot::new(
+        1_700_000_000_000_000_000,
+        1_000_000_000,
+        ClockKind::Monotonic,
+        2,
+        Recording::Events(threads),
+    )
 }
 
 /// Snapshots that exercise every rule of the layout and every kind of value.
@@ -319,7 +299,8 @@ fn the_fixtures_cover_what_they_claim() {
     assert_eq!(count(&host.lines[1], "_r"), 0);
     assert_eq!(count(&host.lines[1], "_c"), 2);
     let hostile = space("hostile names and edges");
-    assert_eq!(hostile.planes[0].lines[0].id, 0);
+    // Thread 100 000's line is numbered 0; threads come in id order.
+    assert_eq!(hostile.planes[0].lines[1].id, 0);
     assert_eq!(hostile.warnings.len(), 2);
 }
 
@@ -415,10 +396,11 @@ fn arbitrary_snapshot() -> impl Strategy<Value = Snapshot> {
         prop::bool::weighted(0.1),
         metadata,
     )
-        .prop_map(|(name, start, len, is_async, metadata)| Event {
-            metadata,
-            is_async,
-            ..event(name, start, start + len)
+        .prop_map(|(name, start, len, is_async, metadata)| {
+            let mut event = event(name, start, start + len);
+            event.metadata = metadata;
+            event.is_async = is_async;
+            event
         });
     let events = prop::collection::vec(event, 0..40);
     let thread_id = prop::sample::select(vec![1u64, 2, 7, 100_000, 123_456]);

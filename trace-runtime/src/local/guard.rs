@@ -2,12 +2,12 @@
 
 use std::sync::atomic::Ordering;
 
+use super::graph;
+use super::recorder;
 use crate::callsite::Callsite;
-use crate::calltree::{self, GRAPH_ONLY};
 use crate::clock;
-use crate::recorder::{
-    self, INLINE_TSC, KIND_ASYNC, KIND_EVENT, KIND_GRAPH, KIND_MASK, KIND_NAMED, LEVEL,
-};
+use crate::record::{static_str, KIND_ASYNC, KIND_EVENT, KIND_GRAPH, KIND_MASK, KIND_NAMED};
+use crate::switch::{GRAPH_ONLY, INLINE_TSC, LEVEL};
 use crate::value::Value;
 
 /// A scope being recorded: the event starts when the guard is made and ends when it drops,
@@ -83,7 +83,7 @@ impl Trace {
     fn enter_slow(ident: usize, info: u64) -> (u64, u64) {
         let start = clock::now();
         if GRAPH_ONLY.load(Ordering::Relaxed) {
-            return match calltree::enter(ident, info, start) {
+            return match graph::enter(ident, info, start) {
                 Some(graph_info) => (start, graph_info),
                 None => (0, KIND_EVENT),
             };
@@ -156,11 +156,11 @@ fn end_event(ident: usize, info: u64, start: u64) {
 #[inline(never)]
 fn record_other(ident: usize, info: u64, start: u64) {
     if info & KIND_MASK == KIND_GRAPH {
-        calltree::exit(ident, info, start);
+        graph::exit(ident, info, start);
         return;
     }
-    // Named guards store the address and length of a `&'static str`.
-    let name = crate::session::static_str(ident as u64, info >> 8);
+    // SAFETY: named guards store the address and length of a `&'static str`.
+    let name = unsafe { static_str(ident as u64, info >> 8) };
     recorder::record_named_event(name, start);
 }
 

@@ -77,11 +77,7 @@ fn report(path: &Path, top: usize) -> Result<(), Error> {
 
 fn convert(xplane: &Path, out: &Path) -> Result<(), Error> {
     let space = read_xspace(xplane)?;
-    let io_error = |e| Error::Io {
-        action: "write",
-        path: out.to_path_buf(),
-        source: e,
-    };
+    let io_error = |e| Error::io("write", out, e);
     let file = std::fs::File::create(out).map_err(io_error)?;
     let written = if out.extension().is_some_and(|e| e == "gz") {
         chrome::write_json_gz(&space, file)
@@ -101,11 +97,7 @@ fn convert(xplane: &Path, out: &Path) -> Result<(), Error> {
 }
 
 fn read_xspace(path: &Path) -> Result<XSpace, Error> {
-    let bytes = std::fs::read(path).map_err(|e| Error::Io {
-        action: "read",
-        path: path.to_path_buf(),
-        source: e,
-    })?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
     trace_export::xspace::decode(&bytes).map_err(|reason| Error::InvalidFile {
         path: path.to_path_buf(),
         reason,
@@ -118,7 +110,7 @@ fn xplane_files(path: &Path) -> Result<Vec<PathBuf>, Error> {
     if path.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
-    let profile_dir = path.join("plugins").join("profile");
+    let profile_dir = trace_export::profile_dir(path);
     let run_dir = if profile_dir.is_dir() {
         let mut runs = list(&profile_dir)?
             .into_iter()
@@ -147,10 +139,6 @@ fn xplane_files(path: &Path) -> Result<Vec<PathBuf>, Error> {
 }
 
 fn list(dir: &Path) -> Result<Vec<PathBuf>, Error> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::Io {
-        action: "read directory",
-        path: dir.to_path_buf(),
-        source: e,
-    })?;
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
     Ok(entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
 }

@@ -1,0 +1,35 @@
+//! The names and units of xprof's XSpace that the writer and the readers share.
+
+/// The host plane's name, exactly as xprof matches it.
+pub const HOST_PLANE: &str = "/host:CPU";
+/// The plane with the profile's absolute start and stop times.
+pub const TASK_ENVIRONMENT_PLANE: &str = "Task Environment";
+/// The stat that marks events the exporter added (a step marker's own time).
+pub const SYNTHETIC_STAT: &str = "synthetic";
+
+/// What the name of the event standing for a step marker's own time adds to the marker's
+/// name. The `/` keeps xprof from taking it for a step marker itself.
+pub(crate) const SELF_SUFFIX: &str = "/self";
+/// The producer/consumer type used for step links.
+pub(crate) const STEP_LINK_TYPE: i64 = 1;
+pub(crate) const PS_PER_NS: i64 = 1000;
+
+/// Nanoseconds as picoseconds, saturating.
+pub(crate) fn ns_to_ps(ns: u64) -> i64 {
+    (ns as i64).saturating_mul(PS_PER_NS)
+}
+
+/// Line ids: a thread's first line is its thread number (below this), and the extra lines a
+/// thread needs for overlapping or async events follow at multiples of it (the trace viewer
+/// shows ids as 32-bit tids).
+pub(crate) const LINE_ID_STRIDE: i64 = 100_000;
+
+/// The line id of a thread's `k`-th line.
+pub(crate) fn line_id(thread_id: u64, k: usize) -> i64 {
+    (thread_id % LINE_ID_STRIDE as u64) as i64 + k as i64 * LINE_ID_STRIDE
+}
+
+/// The thread a line belongs to, by the numbering of [`line_id`].
+pub fn thread_of_line(line_id: i64) -> i64 {
+    line_id.rem_euclid(LINE_ID_STRIDE)
+}

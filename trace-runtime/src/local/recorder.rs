@@ -1,0 +1,181 @@
+//! The recording hot path: each thread appends records to a buffer of its own
+//! (`buffer::ThreadBuffer`), found through a thread-local pointer, in the layout of `record`.
+//!
+//! A thread's first record in a session takes the slow path: it attaches a buffer with the
+//! registry, counted in [`IN_FLIGHT`] so that a concurrent `stop` waits for it.
+
+use std::cell::{Cell, RefCell};
+use std::ptr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::buffer::ThreadBuffer;
+use crate::clock;
+use crate::record::{arg_record, named_record, short_named_word};
+use crate::registry;
+use crate::switch::{EPOCH, IN_FLIGHT};
+use crate::value::Value;
+
+/// Keeps this thread's buffer alive; its destructor clears [`CURRENT`] first so that the hot
+/// path never sees a dangling pointer while the thread is torn down.
+struct Owner(RefCell<Option<Arc<ThreadBuffer>>>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        CURRENT.with(|current| current.set(ptr::null()));
+    }
+}
+
+thread_local! {
+    /// This thread's buffer, read by the hot path. Const-initialised and without a
+    /// destructor, so access is a plain thread-pointer-relative load.
+    static CURRENT: Cell<*const ThreadBuffer> = const { Cell::new(ptr::null()) };
+    static OWNER: Owner = const { Owner(RefCell::new(None)) };
+}
+
+#[inline(always)]
+fn current_buffer() -> Option<&'static ThreadBuffer> {
+    let raw = CURRENT.with(|current| current.get());
+    // SAFETY: a non-null CURRENT always points into the `Arc` held by this thread's OWNER,
+    // which is only replaced after CURRENT is updated and whose destructor nulls CURRENT
+    // before the `Arc` is released. The reference does not escape the calling function.
+    unsafe { raw.as_ref() }
+}
+
+/// Records a three-word event that ends now: a call site's (`KIND_EVENT`, `KIND_ASYNC`) or a
+/// short named one. Reads the end clock itself, after marking the buffer.
+#[inline(always)]
+pub(crate) fn record_site_event(w0: u64, start: u64) {
+    if let Some(buffer) = current_buffer() {
+        if buffer.epoch == EPOCH.load(Ordering::Relaxed) {
+            buffer.push_event_ending_now(w0, start);
+            return;
+        }
+    }
+    record_event_slow(w0, start);
+}
+
+/// Counts a slow-path record in [`IN_FLIGHT`] while it lives.
+struct InFlight;
+
+impl InFlight {
+    /// Counts the caller in; the epoch it reads after this is the session it records into.
+    fn begin() -> InFlight {
+        IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// The epoch to record into and the end clock, read in that order after counting in.
+fn epoch_then_clock() -> (u64, u64) {
+    let epoch = EPOCH.load(Ordering::SeqCst);
+    (epoch, clock::now_after_loads())
+}
+
+/// [`record_site_event`] without this session's buffer: the thread's first event in the
+/// session, or one after the session stopped. Takes its words in registers so that the
+/// inlined hot path stays small.
+#[cold]
+#[inline(never)]
+fn record_event_slow(w0: u64, start: u64) {
+    let _in_flight = InFlight::begin();
+    let (epoch, end) = epoch_then_clock();
+    record_slow(epoch, &[w0, start, end], &[]);
+}
+
+/// Records an event that ends now, whose name is a run-time `&'static str`.
+#[inline(always)]
+pub(crate) fn record_named_event(name: &'static str, start: u64) {
+    match short_named_word(name) {
+        Some(w0) => record_site_event(w0, start),
+        None => record_long_named_event(name, start),
+    }
+}
+
+/// Names of 8 KiB and more take the slow path: they are rare, and their record is two slots.
+#[cold]
+fn record_long_named_event(name: &'static str, start: u64) {
+    let _in_flight = InFlight::begin();
+    let (epoch, end) = epoch_then_clock();
+    record_slow(epoch, &named_record(name, start, end), &[]);
+}
+
+/// Records one metadata entry for the event identified by (`owner_ident`, `owner_start`), or
+/// with `owner_ident == 0` for the innermost event open on this thread at `owner_start`.
+pub(crate) fn record_arg(key: &'static str, value: Value<'_>, owner_start: u64, owner_ident: u64) {
+    let (header, bytes) = arg_record(key, &value, owner_start, owner_ident);
+    push_record(&header, bytes);
+}
+
+fn push_record(header: &[u64; 6], bytes: &[u8]) {
+    if let Some(buffer) = current_buffer() {
+        if buffer.epoch == EPOCH.load(Ordering::Relaxed) && buffer.try_push_record(header, bytes) {
+            return;
+        }
+    }
+    record_arg_slow(header, bytes);
+}
+
+#[cold]
+#[inline(never)]
+fn record_arg_slow(header: &[u64; 6], bytes: &[u8]) {
+    let _in_flight = InFlight::begin();
+    record_slow(EPOCH.load(Ordering::SeqCst), header, bytes);
+}
+
+/// Records into session `epoch`, read after the caller counted itself [`IN_FLIGHT`]: the
+/// thread's first record in the session (its buffer is attached), a full buffer (the record
+/// is counted as dropped), or a record after its session stopped (it belongs to none).
+fn record_slow(epoch: u64, header: &[u64], bytes: &[u8]) {
+    if let Some(buffer) = current_buffer() {
+        if buffer.epoch == epoch {
+            // The buffer is this session's: the record is a long named event, or it is full.
+            if !buffer.try_push_record(header, bytes) {
+                buffer.count_drop();
+            }
+            return;
+        }
+    }
+    // This session has no buffer for the thread yet; `None` means no session is recording
+    // (the event completed after its session stopped and belongs to none). The thread's
+    // buffer of an earlier session is offered for reuse. No `RefCell` borrow is held while
+    // the session is asked, so a traced allocator cannot re-enter into a borrowed cell.
+    let attached = OWNER.try_with(|owner| {
+        CURRENT.with(|current| current.set(ptr::null()));
+        let spare = owner.0.take();
+        match registry::attach_thread(epoch, spare) {
+            Ok(buffer) => {
+                CURRENT.with(|current| current.set(Arc::as_ptr(&buffer)));
+                owner.0.replace(Some(buffer));
+                Some(())
+            }
+            Err(spare) => {
+                // Put it back: a later session may still reuse it.
+                let current = spare.as_ref().map_or(ptr::null(), Arc::as_ptr);
+                owner.0.replace(spare);
+                CURRENT.with(|c| c.set(current));
+                None
+            }
+        }
+    });
+    match attached {
+        Ok(Some(())) => {}
+        Ok(None) => return,
+        Err(_) => {
+            registry::count_lost(1);
+            return;
+        }
+    }
+    let Some(buffer) = current_buffer() else {
+        return;
+    };
+    if !buffer.try_push_record(header, bytes) {
+        buffer.count_drop();
+    }
+}

@@ -1,0 +1,320 @@
+//! The record format: how a thread's buffer holds events and metadata, written by the
+//! recorder (`local::recorder`) and read back here when a session stops.
+//!
+//! Records are made of 24-byte slots, three `u64` words each. The low three bits of a
+//! record's first word give its kind; call-site pointers are 8-aligned, so a plain event is
+//! just the pointer.
+//!
+//! | kind        | slot words                                                              |
+//! |-------------|-------------------------------------------------------------------------|
+//! | `EVENT`     | `site ptr`, start ticks, end ticks                                      |
+//! | `ASYNC`     | `site ptr | 1`, start ticks, end ticks                                  |
+//! | `NAMED`     | `2 | name_len << 8`, name ptr, start; then: end ticks, 0, 0             |
+//! | `SHORT_NAMED` | `4 | name_len << 3 | name ptr << 16`, start, end (names under 8 KiB at addresses below 2^48, i.e. all of them on today's 64-bit targets) |
+//! | `ARG`       | `3 | type << 3 | key_len << 8`, key ptr, owner start (or time); then: payload or string length, owner identity (0: innermost by time), 0; then the string's bytes |
+//!
+//! Words hold addresses of `'static` data (call sites, names, keys): turning them back into
+//! references is only sound for words this module's encoders wrote, which is why the
+//! decoder is an `unsafe fn`.
+
+use std::borrow::Cow;
+
+use crate::callsite::Callsite;
+use crate::value::Value;
+
+pub(crate) const KIND_EVENT: u64 = 0;
+pub(crate) const KIND_ASYNC: u64 = 1;
+pub(crate) const KIND_NAMED: u64 = 2;
+pub(crate) const KIND_ARG: u64 = 3;
+pub(crate) const KIND_SHORT_NAMED: u64 = 4;
+/// Not a record: the `info` of a guard recorded into a call tree (see `local::graph`).
+pub(crate) const KIND_GRAPH: u64 = 5;
+pub(crate) const KIND_MASK: u64 = 7;
+/// Name lengths that fit a `SHORT_NAMED` record.
+pub(crate) const SHORT_NAME_LEN: u64 = 1 << 13;
+
+pub(crate) const TYPE_INT: u64 = 0;
+pub(crate) const TYPE_UINT: u64 = 1;
+pub(crate) const TYPE_FLOAT: u64 = 2;
+pub(crate) const TYPE_BOOL: u64 = 3;
+pub(crate) const TYPE_STR: u64 = 4;
+
+/// Words per record slot.
+pub(crate) const SLOT: usize = 3;
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+
+/// The first word of a `SHORT_NAMED` record for `name`, when the name fits one.
+#[inline(always)]
+pub(crate) fn short_named_word(name: &'static str) -> Option<u64> {
+    let (ptr, len) = (name.as_ptr() as u64, name.len() as u64);
+    (ptr >> 48 == 0 && len < SHORT_NAME_LEN).then_some(ptr << 16 | len << 3 | KIND_SHORT_NAMED)
+}
+
+/// The two slots of a `NAMED` record: a name of any length.
+#[inline(always)]
+pub(crate) fn named_record(name: &'static str, start: u64, end: u64) -> [u64; 2 * SLOT] {
+    [
+        KIND_NAMED | (name.len() as u64) << 8,
+        name.as_ptr() as u64,
+        start,
+        end,
+        0,
+        0,
+    ]
+}
+
+/// The two slots of an `ARG` record and the string bytes that follow them. The owner is
+/// named by its identity (a call site's or a name's address) and start, or, with identity 0,
+/// as the innermost event open at `owner_start`.
+#[inline(always)]
+pub(crate) fn arg_record<'v>(
+    key: &'static str,
+    value: &'v Value<'_>,
+    owner_start: u64,
+    owner_ident: u64,
+) -> ([u64; 2 * SLOT], &'v [u8]) {
+    let (ty, payload, bytes): (u64, u64, &[u8]) = match value {
+        Value::Int(v) => (TYPE_INT, *v as u64, &[]),
+        Value::UInt(v) => (TYPE_UINT, *v, &[]),
+        Value::Float(v) => (TYPE_FLOAT, v.to_bits(), &[]),
+        Value::Bool(v) => (TYPE_BOOL, *v as u64, &[]),
+        Value::Str(s) => (TYPE_STR, s.len() as u64, s.as_bytes()),
+    };
+    let header = [
+        KIND_ARG | ty << 3 | (key.len() as u64) << 8,
+        key.as_ptr() as u64,
+        owner_start,
+        payload,
+        owner_ident,
+        0,
+    ];
+    (header, bytes)
+}
+
+/// Words taken by `len` string bytes after an `ARG` record: whole slots.
+pub(crate) fn string_words(len: usize) -> usize {
+    len.div_ceil(8).next_multiple_of(SLOT)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+/// A `&'static str` from the address and length a record holds.
+///
+/// # Safety
+///
+/// `ptr` and `len` must be the address and length of a `&'static str`, as the encoders above
+/// store them.
+pub(crate) unsafe fn static_str(ptr: u64, len: u64) -> &'static str {
+    // SAFETY: the caller guarantees a `'static`, UTF-8 string of this address and length.
+    unsafe {
+        std::str::from_utf8_unchecked(std::slice::from_raw_parts(ptr as *const u8, len as usize))
+    }
+}
+
+/// The call site at the address a record holds.
+///
+/// # Safety
+///
+/// `ident` must be the address of a `&'static Callsite`, as `EVENT` and `ASYNC` records and
+/// guards of call sites store it.
+pub(crate) unsafe fn callsite_at(ident: u64) -> &'static Callsite {
+    // SAFETY: the caller guarantees the address of a `'static` call site.
+    unsafe { &*(ident as *const Callsite) }
+}
+
+/// One event record, in ticks.
+#[derive(Debug, PartialEq)]
+pub(crate) struct RawEvent {
+    pub(crate) name: &'static str,
+    pub(crate) callsite: Option<&'static Callsite>,
+    /// The call site's or the name's address: with `start`, what metadata names its owner by.
+    pub(crate) ident: u64,
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    pub(crate) is_async: bool,
+}
+
+/// One metadata record.
+#[derive(Debug, PartialEq)]
+pub(crate) struct RawArg {
+    pub(crate) key: &'static str,
+    pub(crate) value: Value<'static>,
+    /// The owner's identity; 0: the innermost event open at `owner_start`.
+    pub(crate) owner_ident: u64,
+    pub(crate) owner_start: u64,
+}
+
+/// Parses a buffer's published words into its events and metadata, in record order. A
+/// record cut short at the end (which a published buffer never has) ends the parse.
+///
+/// # Safety
+///
+/// `words` must have been written by this module's encoders, record after record, from the
+/// start of a buffer: the addresses they hold are then those of `'static` call sites and
+/// strings.
+pub(crate) unsafe fn decode(words: &[u64]) -> (Vec<RawEvent>, Vec<RawArg>) {
+    let mut events = Vec::new();
+    let mut args = Vec::new();
+    let mut at = 0;
+    while let Some(slot) = words.get(at..at + SLOT) {
+        let w0 = slot[0];
+        let kind = w0 & KIND_MASK;
+        if kind == KIND_EVENT || kind == KIND_ASYNC {
+            let ident = w0 & !KIND_MASK;
+            // SAFETY: these records hold a call site's address (the caller's contract).
+            let site = unsafe { callsite_at(ident) };
+            events.push(RawEvent {
+                name: site.name(),
+                callsite: Some(site),
+                ident,
+                start: slot[1],
+                end: slot[2],
+                is_async: kind == KIND_ASYNC,
+            });
+            at += SLOT;
+            continue;
+        }
+        if kind == KIND_SHORT_NAMED {
+            let ptr = w0 >> 16;
+            events.push(RawEvent {
+                // SAFETY: a name's address and length (the caller's contract).
+                name: unsafe { static_str(ptr, (w0 >> 3) & (SHORT_NAME_LEN - 1)) },
+                callsite: None,
+                ident: ptr,
+                start: slot[1],
+                end: slot[2],
+                is_async: false,
+            });
+            at += SLOT;
+            continue;
+        }
+        let Some(record) = words.get(at..at + 2 * SLOT) else {
+            break;
+        };
+        at += 2 * SLOT;
+        match kind {
+            KIND_NAMED => events.push(RawEvent {
+                // SAFETY: a name's address and length (the caller's contract).
+                name: unsafe { static_str(record[1], w0 >> 8) },
+                callsite: None,
+                ident: record[1],
+                start: record[2],
+                end: record[3],
+                is_async: false,
+            }),
+            KIND_ARG => {
+                let payload = record[3];
+                let value = match (w0 >> 3) & 7 {
+                    TYPE_INT => Value::Int(payload as i64),
+                    TYPE_UINT => Value::UInt(payload),
+                    TYPE_FLOAT => Value::Float(f64::from_bits(payload)),
+                    TYPE_BOOL => Value::Bool(payload != 0),
+                    TYPE_STR => {
+                        let len = payload as usize;
+                        let Some(packed) = words.get(at..at + string_words(len)) else {
+                            break;
+                        };
+                        at += packed.len();
+                        let bytes: Vec<u8> = packed
+                            .iter()
+                            .flat_map(|w| w.to_le_bytes())
+                            .take(len)
+                            .collect();
+                        Value::Str(Cow::Owned(String::from_utf8_lossy(&bytes).into_owned()))
+                    }
+                    _ => break,
+                };
+                args.push(RawArg {
+                    // SAFETY: a key's address and length (the caller's contract).
+                    key: unsafe { static_str(record[1], w0 >> 8) },
+                    value,
+                    owner_ident: record[4],
+                    owner_start: record[2],
+                });
+            }
+            _ => break,
+        }
+    }
+    (events, args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static SITE: Callsite = Callsite::new("site", "module", "file.rs", 7, 1);
+
+    /// Packs string bytes into whole slots, as the buffer does.
+    fn pack(bytes: &[u8]) -> Vec<u64> {
+        let mut words: Vec<u64> = bytes
+            .chunks(8)
+            .map(|chunk| {
+                let mut word = [0u8; 8];
+                word[..chunk.len()].copy_from_slice(chunk);
+                u64::from_le_bytes(word)
+            })
+            .collect();
+        words.resize(string_words(bytes.len()), 0);
+        words
+    }
+
+    /// Every kind of record, encoded one after the other, decodes to what was encoded.
+    #[test]
+    fn every_record_kind_round_trips() {
+        let long: &'static str = Box::leak("n".repeat(SHORT_NAME_LEN as usize).into_boxed_str());
+        let site = &SITE as *const Callsite as u64;
+        let text = Value::Str("quote\" new\nline 😀, longer than a slot".into());
+        let values = [
+            Value::Int(i64::MIN),
+            Value::UInt(u64::MAX),
+            Value::Float(-0.5),
+            Value::Bool(true),
+            text.clone(),
+        ];
+        let mut words = vec![site | KIND_EVENT, 10, 20, site | KIND_ASYNC, 11, 30];
+        words.extend([short_named_word("short").unwrap(), 12, 13]);
+        assert_eq!(short_named_word(long), None);
+        words.extend(named_record(long, 14, 15));
+        for (i, value) in values.iter().enumerate() {
+            let (header, bytes) = arg_record("key", value, 10 + i as u64, site);
+            words.extend(header);
+            words.extend(pack(bytes));
+        }
+        let (args_expected, events_expected) = (
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, value)| RawArg {
+                    key: "key",
+                    value: value.clone().into_owned(),
+                    owner_ident: site,
+                    owner_start: 10 + i as u64,
+                })
+                .collect::<Vec<_>>(),
+            vec![
+                ("site", Some(site), 10, 20, false),
+                ("site", Some(site), 11, 30, true),
+                ("short", None, 12, 13, false),
+                (long, None, 14, 15, false),
+            ],
+        );
+        // SAFETY: the words were written by this module's encoders.
+        let (events, args) = unsafe { decode(&words) };
+        let events: Vec<_> = events
+            .iter()
+            .map(|e| {
+                let site = e.callsite.map(|s| s as *const Callsite as u64);
+                (e.name, site, e.start, e.end, e.is_async)
+            })
+            .collect();
+        assert_eq!(events, events_expected);
+        assert_eq!(args, args_expected);
+        // A record cut short ends the parse without reading past the words.
+        // SAFETY: a prefix of the same words.
+        let (events, args) = unsafe { decode(&words[..words.len() - 1]) };
+        assert_eq!((events.len(), args.len()), (4, 4));
+    }
+}

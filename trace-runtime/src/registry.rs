@@ -1,0 +1,140 @@
+//! The thread registry: the recording session's state and the buffers and call trees of the
+//! threads that recorded in it. A thread attaches on its first record in a session (a cold
+//! path, under the registry's lock); the session takes the whole registry when it stops.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::buffer::ThreadBuffer;
+use crate::calltree::{CallTree, LiveTree, ThreadTree};
+use crate::clock::Anchor;
+use crate::snapshot::RecordMode;
+
+/// The session that records, and who it is for.
+pub(crate) struct Registry {
+    pub(crate) epoch: u64,
+    /// Who started the session (named in the error a second start gets).
+    pub(crate) owner: &'static str,
+    pub(crate) capacity_words: usize,
+    pub(crate) level: u8,
+    pub(crate) mode: RecordMode,
+    pub(crate) start: Anchor,
+    pub(crate) buffers: Vec<Arc<ThreadBuffer>>,
+    pub(crate) trees: Vec<Arc<ThreadTree>>,
+    /// `stop` has ended the recording and waits for events under way: a new session cannot
+    /// start yet, and threads may still attach to this one.
+    pub(crate) stopping: bool,
+}
+
+static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+
+/// Events that could not be recorded because their thread had no buffer: it was being torn
+/// down, or its buffer could not be allocated, or it was still attaching one when the session
+/// stopped waiting for it.
+static LOST_WITHOUT_BUFFER: AtomicU64 = AtomicU64::new(0);
+
+/// The registry, locked.
+pub(crate) fn lock() -> MutexGuard<'static, Option<Registry>> {
+    // The state is consistent after every statement, so a panic elsewhere never poisons it
+    // for good.
+    REGISTRY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Counts records lost without a buffer (see [`take_lost`]).
+pub(crate) fn count_lost(records: u64) {
+    LOST_WITHOUT_BUFFER.fetch_add(records, Ordering::Relaxed);
+}
+
+/// The records lost without a buffer since the last call.
+pub(crate) fn take_lost() -> u64 {
+    LOST_WITHOUT_BUFFER.swap(0, Ordering::Relaxed)
+}
+
+thread_local! {
+    static THREAD_ID: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A process-wide number for this thread, assigned at its first record (1, 2, ...).
+pub(crate) fn thread_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    THREAD_ID
+        .try_with(|id| {
+            if id.get() == 0 {
+                id.set(NEXT.fetch_add(1, Ordering::Relaxed));
+            }
+            id.get()
+        })
+        .unwrap_or(0)
+}
+
+/// This thread's name, or `thread-<id>`.
+pub(crate) fn thread_name(id: u64) -> String {
+    match std::thread::current().name() {
+        Some(name) => name.to_owned(),
+        None => format!("thread-{id}"),
+    }
+}
+
+/// Called by a thread's first record in a session: its buffer, registered with the session.
+/// `spare` is the thread's buffer of an earlier session: when that session has finished
+/// reading it and it has the capacity wanted, it is emptied and reused, so its pages, already
+/// committed, cost no page faults again. With no session recording, `spare` is handed back.
+pub(crate) fn attach_thread(
+    epoch: u64,
+    spare: Option<Arc<ThreadBuffer>>,
+) -> Result<Arc<ThreadBuffer>, Option<Arc<ThreadBuffer>>> {
+    let mut state = lock();
+    let Some(active) = state
+        .as_mut()
+        .filter(|active| active.epoch == epoch && active.mode == RecordMode::Events)
+    else {
+        return Err(spare);
+    };
+    let reused = spare.and_then(|mut buffer| {
+        let inner = Arc::get_mut(&mut buffer)?;
+        if inner.capacity_words() != active.capacity_words {
+            return None;
+        }
+        inner.reset(epoch);
+        Some(buffer)
+    });
+    let buffer = match reused {
+        Some(buffer) => buffer,
+        None => {
+            let id = thread_id();
+            let fresh = ThreadBuffer::new(epoch, active.capacity_words, id, thread_name(id));
+            let Some(fresh) = fresh else {
+                // Out of memory: the event is lost, and counted.
+                count_lost(1);
+                return Err(None);
+            };
+            Arc::new(fresh)
+        }
+    };
+    active.buffers.push(Arc::clone(&buffer));
+    Ok(buffer)
+}
+
+/// Called by a thread's first call in a graph-only session: its call tree, registered with
+/// the session. `None` when no graph-only session of `epoch` records.
+pub(crate) fn attach_call_tree(epoch: u64) -> Option<Arc<ThreadTree>> {
+    let mut state = lock();
+    let active = state
+        .as_mut()
+        .filter(|active| active.epoch == epoch && active.mode == RecordMode::CallGraph)?;
+    let id = thread_id();
+    let tree = Arc::new(ThreadTree {
+        epoch,
+        thread_id: id,
+        thread_name: thread_name(id),
+        state: Mutex::new(LiveTree {
+            fold: CallTree::new(active.start.ticks),
+            sealed: false,
+        }),
+    });
+    active.trees.push(Arc::clone(&tree));
+    Some(tree)
+}
