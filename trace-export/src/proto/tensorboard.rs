@@ -561,6 +561,7 @@ pub struct NodeExecStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::mirror::{self, Omissions};
     use crate::proto::wire::{fields_of, split};
     use prost::Message;
     use std::collections::BTreeSet;
@@ -915,6 +916,141 @@ mod tests {
         };
         check([&run], &[(1, 2), (3, 2), (4, 2)]);
         assert_eq!(RunMetadata::decode(&*run.encode_to_vec()).unwrap(), run);
+    }
+
+    /// TensorBoard's own descriptors of its compat protos, the files above and what they
+    /// import, written by `proto/extract_descriptors.py` from the `tensorboard` package.
+    const DESCRIPTORS: &[u8] = include_bytes!("../../tests/data/tensorboard_descriptors.pb");
+
+    /// What the mirror leaves out, and why. A decoder skips these fields (and values) as
+    /// unknown ones; the check fails when a listed field is mirrored after all.
+    const LEFT_OUT: Omissions<'static> = Omissions {
+        fields: &[
+            ("Summary.Value", "image", "no image summaries are written"),
+            ("Summary.Value", "histo", "no histograms are written"),
+            ("Summary.Value", "audio", "no audio summaries are written"),
+            (
+                "TensorProto",
+                "half_val",
+                "no half-float tensors are written",
+            ),
+            (
+                "TensorProto",
+                "scomplex_val",
+                "no complex tensors are written",
+            ),
+            (
+                "TensorProto",
+                "dcomplex_val",
+                "no complex tensors are written",
+            ),
+            (
+                "TensorProto",
+                "resource_handle_val",
+                "no resource tensors are written",
+            ),
+            (
+                "TensorProto",
+                "variant_val",
+                "no variant tensors are written",
+            ),
+            (
+                "TensorProto",
+                "uint32_val",
+                "no unsigned tensors are written",
+            ),
+            (
+                "TensorProto",
+                "uint64_val",
+                "no unsigned tensors are written",
+            ),
+            (
+                "TensorProto",
+                "float8_val",
+                "no 8-bit float tensors are written",
+            ),
+            (
+                "GraphDef",
+                "library",
+                "call graphs hold no function library",
+            ),
+            (
+                "GraphDef",
+                "version",
+                "deprecated upstream in favour of `versions`",
+            ),
+            (
+                "GraphDef",
+                "debug_info",
+                "call graphs carry no stack traces",
+            ),
+            (
+                "NodeDef",
+                "experimental_debug_info",
+                "call graphs carry no stack traces",
+            ),
+            (
+                "NodeDef",
+                "experimental_type",
+                "call graph nodes have no full type",
+            ),
+            ("RunMetadata", "cost_graph", "no cost model is written"),
+            (
+                "RunMetadata",
+                "session_metadata",
+                "there is no TensorFlow session",
+            ),
+            (
+                "NodeExecStats",
+                "memory",
+                "no allocator statistics are recorded",
+            ),
+            ("NodeExecStats", "output", "node outputs are not recorded"),
+            (
+                "NodeExecStats",
+                "referenced_tensor",
+                "no tensors are recorded",
+            ),
+            (
+                "NodeExecStats",
+                "memory_stats",
+                "no memory statistics are recorded",
+            ),
+        ],
+        partial_enums: &[(
+            "DataType",
+            "the element types up to DT_BOOL; the others are never written",
+        )],
+    };
+
+    /// Every mirrored message, field by field, and every mirrored enum value, matches
+    /// TensorBoard's own descriptors.
+    #[test]
+    fn messages_match_tensorboard_descriptors() {
+        let set = mirror::descriptor_set(DESCRIPTORS);
+        let names: Vec<&str> = set.file.iter().map(|f| f.name()).collect();
+        for file in [
+            "event",
+            "summary",
+            "tensor",
+            "tensor_shape",
+            "types",
+            "graph",
+            "node_def",
+            "attr_value",
+            "versions",
+            "config",
+            "step_stats",
+        ] {
+            let name = format!("tensorboard/compat/proto/{file}.proto");
+            assert!(names.contains(&name.as_str()), "{name} is missing");
+        }
+        mirror::check(
+            include_str!("tensorboard.rs"),
+            &set,
+            "tensorboard",
+            &LEFT_OUT,
+        );
     }
 
     #[test]
