@@ -1333,6 +1333,4 @@ impl<'s> Visitor<'s> for Write<'s> {
 }
 
 #[cfg(test)]
-mod reference;
-#[cfg(test)]
 pub(crate) mod tests;
