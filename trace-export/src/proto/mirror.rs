@@ -701,6 +701,45 @@ pub(crate) fn check(source: &str, set: &FileDescriptorSet, package: &str, omitte
     );
 }
 
+/// The `(field number, wire type)` pairs of the fields of `message` (named in `package`)
+/// that a mirror declares, by its descriptor: what one message with every field set puts
+/// on the wire. Wire types: 0 varint, 1 64-bit, 2 length-delimited (packed numbers too), 5
+/// 32-bit.
+pub(crate) fn wire_fields(
+    set: &FileDescriptorSet,
+    package: &str,
+    message: &str,
+    omitted: &Omissions<'_>,
+) -> BTreeSet<(u32, u8)> {
+    let schema = Schema::new(&set.file);
+    let full = format!(".{package}.{message}");
+    assert!(schema.messages.contains_key(&full), "no message {full}");
+    schema
+        .fields(&full)
+        .into_iter()
+        .filter(|f| {
+            !omitted
+                .fields
+                .iter()
+                .any(|&(m, name, _)| m == message && name == f.name)
+        })
+        .map(|f| {
+            let wire_type = match f.kind {
+                _ if f.packed => 2,
+                Kind::Scalar(ty) => match Type::try_from(ty).expect("a known type") {
+                    Type::Double | Type::Fixed64 | Type::Sfixed64 => 1,
+                    Type::Float | Type::Fixed32 | Type::Sfixed32 => 5,
+                    Type::String | Type::Bytes => 2,
+                    _ => 0,
+                },
+                Kind::Enum(_) => 0,
+                Kind::Message(_) | Kind::Map(..) => 2,
+            };
+            (f.number as u32, wire_type)
+        })
+        .collect()
+}
+
 /// Decodes a `FileDescriptorSet`.
 pub(crate) fn descriptor_set(bytes: &[u8]) -> FileDescriptorSet {
     FileDescriptorSet::decode(bytes).expect("a FileDescriptorSet")
