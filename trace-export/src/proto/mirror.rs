@@ -775,4 +775,216 @@ mod tests {
         assert_eq!(resolve("attr_value", "ListValue"), "attr_value::ListValue");
         assert_eq!(resolve("", "x_event::Data"), "x_event::Data");
     }
+
+    /// A small mirror (as source text) of a small file: a message with a oneof, a map, a
+    /// nested message and an enum.
+    const SOURCE: &str = r#"
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub struct Outer {
+            #[prost(int64, tag = "1")]
+            pub id: i64,
+            #[prost(oneof = "outer::Choice", tags = "2, 3")]
+            pub choice: Option<outer::Choice>,
+            #[prost(btree_map = "string, message", tag = "4")]
+            pub inner: BTreeMap<String, outer::Inner>,
+            #[prost(enumeration = "Color", repeated, tag = "5")]
+            pub colors: Vec<i32>,
+        }
+        pub mod outer {
+            #[derive(Clone, PartialEq, prost::Oneof)]
+            pub enum Choice {
+                #[prost(string, tag = "2")]
+                Name(String),
+                #[prost(message, tag = "3")]
+                Nested(Inner),
+            }
+            #[derive(Clone, PartialEq, prost::Message)]
+            pub struct Inner {
+                #[prost(double, tag = "1")]
+                pub value: f64,
+            }
+        }
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, prost::Enumeration)]
+        #[repr(i32)]
+        pub enum Color {
+            Unknown = 0,
+            Red = 1,
+        }
+    "#;
+
+    fn field(name: &str, number: i32, ty: Type, type_name: &str) -> FieldDescriptorProto {
+        FieldDescriptorProto {
+            name: Some(name.into()),
+            number: Some(number),
+            r#type: Some(ty as i32),
+            label: Some(Label::Optional as i32),
+            type_name: (!type_name.is_empty()).then(|| type_name.into()),
+            ..Default::default()
+        }
+    }
+
+    /// The file the mirror above mirrors.
+    fn file() -> FileDescriptorProto {
+        let repeated = |mut f: FieldDescriptorProto| {
+            f.label = Some(Label::Repeated as i32);
+            f
+        };
+        let in_oneof = |mut f: FieldDescriptorProto| {
+            f.oneof_index = Some(0);
+            f
+        };
+        let inner = DescriptorProto {
+            name: Some("Inner".into()),
+            field: vec![field("value", 1, Type::Double, "")],
+            ..Default::default()
+        };
+        let entry = DescriptorProto {
+            name: Some("InnerEntry".into()),
+            field: vec![
+                field("key", 1, Type::String, ""),
+                field("value", 2, Type::Message, ".p.Outer.Inner"),
+            ],
+            options: Some(prost_types::MessageOptions {
+                map_entry: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let outer = DescriptorProto {
+            name: Some("Outer".into()),
+            field: vec![
+                field("id", 1, Type::Int64, ""),
+                in_oneof(field("name", 2, Type::String, "")),
+                in_oneof(field("nested", 3, Type::Message, ".p.Outer.Inner")),
+                repeated(field("inner", 4, Type::Message, ".p.Outer.InnerEntry")),
+                repeated(field("colors", 5, Type::Enum, ".p.Color")),
+            ],
+            nested_type: vec![inner, entry],
+            oneof_decl: vec![prost_types::OneofDescriptorProto {
+                name: Some("choice".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let color = EnumDescriptorProto {
+            name: Some("Color".into()),
+            value: ["COLOR_UNKNOWN", "COLOR_RED"]
+                .iter()
+                .zip(0..)
+                .map(|(name, number)| prost_types::EnumValueDescriptorProto {
+                    name: Some((*name).into()),
+                    number: Some(number),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        FileDescriptorProto {
+            name: Some("p.proto".into()),
+            package: Some("p".into()),
+            message_type: vec![outer],
+            enum_type: vec![color],
+            syntax: Some("proto3".into()),
+            ..Default::default()
+        }
+    }
+
+    const NOTHING: Omissions<'static> = Omissions {
+        fields: &[],
+        partial_enums: &[],
+    };
+
+    /// The problems `check` finds in the small mirror against `file`.
+    fn problems(file: FileDescriptorProto, omitted: &Omissions<'_>) -> String {
+        let set = FileDescriptorSet { file: vec![file] };
+        let result = std::panic::catch_unwind(|| check(SOURCE, &set, "p", omitted));
+        match result {
+            Ok(()) => String::new(),
+            Err(payload) => payload
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn a_faithful_mirror_passes() {
+        assert_eq!(problems(file(), &NOTHING), "");
+        let wire = wire_fields(
+            &FileDescriptorSet { file: vec![file()] },
+            "p",
+            "Outer",
+            &NOTHING,
+        );
+        assert_eq!(wire, [(1, 0), (2, 2), (3, 2), (4, 2), (5, 2)].into());
+    }
+
+    /// A change to the small file.
+    type Change = fn(&mut FileDescriptorProto);
+
+    #[test]
+    fn every_kind_of_difference_is_found() {
+        let cases: [(&str, Change); 8] = [
+            (
+                "Outer.id: mirrored as `id = 1: Int64`, the descriptor says `id = 6: Int64`",
+                |f| f.message_type[0].field[0].number = Some(6),
+            ),
+            (
+                "Outer.id: mirrored as `id = 1: Int64`, the descriptor says `id = 1: Sint64`",
+                |f| f.message_type[0].field[0].r#type = Some(Type::Sint64 as i32),
+            ),
+            ("the descriptor says `name = 2: String`", |f| {
+                f.message_type[0].field[1].oneof_index = None
+            }),
+            (
+                "the descriptor says `inner = 4: map<String, message .p.Outer>`",
+                |f| f.message_type[0].nested_type[1].field[1].type_name = Some(".p.Outer".into()),
+            ),
+            (
+                "the descriptor says `colors = 5: enum .p.Color repeated`",
+                |f| {
+                    f.message_type[0].field[4].options = Some(prost_types::FieldOptions {
+                        packed: Some(false),
+                        ..Default::default()
+                    })
+                },
+            ),
+            (
+                "Outer.extra (`extra = 9: Bool`) is missing and not listed as left out",
+                |f| {
+                    f.message_type[0]
+                        .field
+                        .push(field("extra", 9, Type::Bool, ""))
+                },
+            ),
+            ("Outer.id (`id = 1: Int64`) is not in the descriptor", |f| {
+                f.message_type[0].field.remove(0);
+            }),
+            ("Color::Red = 1 is not in the descriptor", |f| {
+                f.enum_type[0].value[1].number = Some(2)
+            }),
+        ];
+        for (wanted, change) in cases {
+            let mut f = file();
+            change(&mut f);
+            let found = problems(f, &NOTHING);
+            assert!(found.contains(wanted), "wanted {wanted:?} in:\n{found}");
+        }
+        // A field left out is fine when listed with a reason, and a listed field that the
+        // mirror declares after all is a problem.
+        let mut f = file();
+        f.message_type[0]
+            .field
+            .push(field("extra", 9, Type::Bool, ""));
+        let listed = Omissions {
+            fields: &[("Outer", "extra", "not written")],
+            partial_enums: &[],
+        };
+        assert_eq!(problems(f, &listed), "");
+        let stale = Omissions {
+            fields: &[("Outer", "id", "not written")],
+            partial_enums: &[],
+        };
+        assert!(problems(file(), &stale).contains("Outer.id: mirrored, yet listed as left out"));
+    }
 }
