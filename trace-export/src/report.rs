@@ -72,9 +72,9 @@ impl Report {
     /// [`Layout`](crate::xspace::Layout) planned from a recording, or an [`XSpace`].
     pub fn from_profile<'a>(profile: impl Into<Profile<'a>>) -> Report {
         let profile = profile.into();
-        let mut lines_left: AHashMap<i64, usize> = AHashMap::new();
-        for id in profile.line_ids() {
-            *lines_left.entry(thread_of_line(id)).or_default() += 1;
+        let mut lines_left: AHashMap<Thread, usize> = AHashMap::new();
+        for (plane, id) in profile.line_ids() {
+            *lines_left.entry((plane, thread_of_line(id))).or_default() += 1;
         }
         let mut tally = Tally {
             report: Report {
@@ -87,13 +87,18 @@ impl Report {
             sites: Vec::new(),
             lines_left,
             calls: AHashMap::new(),
+            plane: None,
             line: None,
+            lines_in_order: matches!(profile, Profile::Planned(_)),
             streaming: None,
         };
         profile.visit(&mut tally);
         tally.finish()
     }
 }
+
+/// A thread of a profile: its host plane (numbered from 0) and thread number.
+type Thread = (usize, i64);
 
 /// Sums up a profile's events. Self time comes from the call-tree fold of each thread
 /// (`analysis::calls`), as in the Graphs tab: the lines of a thread are merged back into the
@@ -105,21 +110,33 @@ struct Tally<'a> {
     names: Interner<'a>,
     sites: Vec<(Vec<u64>, u64)>,
     /// Per thread: the lines not visited yet.
-    lines_left: AHashMap<i64, usize>,
+    lines_left: AHashMap<Thread, usize>,
     /// Per thread with lines still to come: its calls so far, `(name id, start, end)` in ps.
-    calls: AHashMap<i64, Vec<(i64, u64, u64)>>,
+    calls: AHashMap<Thread, Vec<(i64, u64, u64)>>,
+    /// The host plane being visited.
+    plane: Option<usize>,
     /// The line being visited: its thread and where its events start (ps).
-    line: Option<(i64, u64)>,
-    /// The fold of a thread that is one line, the usual case: its calls go straight in.
+    line: Option<(Thread, u64)>,
+    /// True when every line holds its events in start order, the longer first on ties (a
+    /// profile planned from a recording); a file's lines are sorted here first.
+    lines_in_order: bool,
+    /// The fold of a thread that is one line in order, the usual case: its calls go straight
+    /// in.
     streaming: Option<Replay<i64>>,
 }
 
 impl<'a> Visitor<'a> for Tally<'a> {
+    fn plane(&mut self, _name: &'a str) {
+        self.plane = Some(self.plane.map_or(0, |plane| plane + 1));
+    }
+
     fn line(&mut self, line: &LineView<'a>) {
         let origin_ps = (line.timestamp_ns.max(0) as u64).saturating_mul(1000);
-        let thread = thread_of_line(line.id);
+        let thread = (self.plane.unwrap_or(0), thread_of_line(line.id));
         self.line = Some((thread, origin_ps));
-        let alone = self.lines_left.get(&thread) == Some(&1) && !self.calls.contains_key(&thread);
+        let alone = self.lines_in_order
+            && self.lines_left.get(&thread) == Some(&1)
+            && !self.calls.contains_key(&thread);
         self.streaming = alone.then(Replay::new);
     }
 

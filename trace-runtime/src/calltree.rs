@@ -74,7 +74,7 @@ struct Frame {
 /// Times are in any unit, as long as it is one unit: clock ticks while recording, or
 /// nanoseconds when recorded events are replayed (`enter` and `exit` in time order). Names
 /// are `&'static str` while recording; a replay may name calls by anything that compares,
-/// such as interned ids.
+/// such as interned ids. Sums saturate: a replay may read hostile times from a file.
 #[derive(Debug)]
 pub struct CallTree<N = &'static str> {
     nodes: Vec<Node<N>>,
@@ -191,8 +191,8 @@ impl<N: Copy + Eq + Hash> CallTree<N> {
             let node = self.node(None, name, site);
             let entry = &mut self.nodes[node as usize];
             entry.calls += 1;
-            entry.total_ticks += duration;
-            entry.self_ticks += duration;
+            entry.total_ticks = entry.total_ticks.saturating_add(duration);
+            entry.self_ticks = entry.self_ticks.saturating_add(duration);
             entry.first_start = entry.first_start.min(start);
             return;
         }
@@ -205,12 +205,14 @@ impl<N: Copy + Eq + Hash> CallTree<N> {
             // The ancestor's own call is still open and its total covers this one.
             entry.recursive_calls += 1;
         } else {
-            entry.total_ticks += duration;
+            entry.total_ticks = entry.total_ticks.saturating_add(duration);
         }
-        entry.self_ticks += duration.saturating_sub(children);
+        entry.self_ticks = entry
+            .self_ticks
+            .saturating_add(duration.saturating_sub(children));
         if let Some(parent) = parent.and_then(|p| self.frames.get_mut(p as usize)) {
             if !parent.closed {
-                parent.children_ticks += duration;
+                parent.children_ticks = parent.children_ticks.saturating_add(duration);
             }
         }
         while self.frames.last().is_some_and(|f| f.closed) {
@@ -241,8 +243,9 @@ impl CallTree<&'static str> {
         let mut children_ns = vec![0u64; self.nodes.len()];
         for node in &self.nodes {
             if let Some(parent) = node.parent {
-                children_ticks[parent as usize] += node.total_ticks;
-                children_ns[parent as usize] += duration_ns(node.total_ticks);
+                let p = parent as usize;
+                children_ticks[p] = children_ticks[p].saturating_add(node.total_ticks);
+                children_ns[p] = children_ns[p].saturating_add(duration_ns(node.total_ticks));
             }
         }
         self.nodes
@@ -251,7 +254,7 @@ impl CallTree<&'static str> {
             .map(|(i, node)| {
                 let total_ns = duration_ns(node.total_ticks);
                 let exact = node.recursive_calls == 0
-                    && node.total_ticks == node.self_ticks + children_ticks[i];
+                    && Some(node.total_ticks) == node.self_ticks.checked_add(children_ticks[i]);
                 CallPath {
                     name: node.name,
                     callsites: node.callsites.clone(),

@@ -9,9 +9,16 @@
 //!   `<host>.xplane.pb` profile that xprof's Profile tab reads.
 //! * [`tensorboard`]: `tensorboard/compat/proto/*.proto` (package `tensorboard`), the records
 //!   of a TensorBoard event file.
+//!
+//! Tests check every declared field (name, number, type, label, oneof) against the
+//! descriptors the reading programs were built with, kept in `tests/data/` and extracted
+//! from the installed packages by `proto/extract_descriptors.py`.
 
 pub mod tensorboard;
 pub mod xplane;
+
+#[cfg(test)]
+mod mirror;
 
 /// Helpers for tests that look at messages on the wire.
 #[cfg(test)]

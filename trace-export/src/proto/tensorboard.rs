@@ -561,19 +561,18 @@ pub struct NodeExecStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::mirror::{self, Omissions};
     use crate::proto::wire::{fields_of, split};
     use prost::Message;
-    use std::collections::BTreeSet;
 
-    /// Checks that `messages` together put exactly `expected` `(number, wire type)` pairs on
-    /// the wire. Wire types: 0 varint, 1 64-bit, 2 length-delimited (also packed), 5 32-bit.
+    /// Checks that `messages` together put on the wire every field of `message` that
+    /// TensorBoard's descriptor has and the mirror does not leave out, each with the wire
+    /// type the descriptor gives it, and nothing else.
     #[track_caller]
-    fn check<'a, M: Message + 'a>(
-        messages: impl IntoIterator<Item = &'a M>,
-        expected: &[(u32, u8)],
-    ) {
-        let expected: BTreeSet<_> = expected.iter().copied().collect();
-        assert_eq!(fields_of(messages), expected);
+    fn check<'a, M: Message + 'a>(messages: impl IntoIterator<Item = &'a M>, message: &str) {
+        let set = mirror::descriptor_set(DESCRIPTORS);
+        let expected = mirror::wire_fields(&set, "tensorboard", message, &LEFT_OUT);
+        assert_eq!(fields_of(messages), expected, "{message}");
     }
 
     fn graph() -> GraphDef {
@@ -625,32 +624,20 @@ mod tests {
             what: Some(what),
             source_metadata: Some(SourceMetadata::default()),
         });
-        let expected = [
-            (1, 1),
-            (2, 0),
-            (3, 2),
-            (4, 2),
-            (5, 2),
-            (6, 2),
-            (7, 2),
-            (8, 2),
-            (9, 2),
-            (10, 2),
-        ];
-        check(&events, &expected);
+        check(&events, "Event");
         check(
             &[TaggedRunMetadata {
                 tag: "t".into(),
                 run_metadata: vec![1],
             }],
-            &[(1, 2), (2, 2)],
+            "TaggedRunMetadata",
         );
         check(
             &[LogMessage {
                 level: log_message::Level::Warn.into(),
                 message: "m".into(),
             }],
-            &[(1, 0), (2, 2)],
+            "LogMessage",
         );
         check(
             &[SessionLog {
@@ -658,9 +645,9 @@ mod tests {
                 checkpoint_path: "p".into(),
                 msg: "m".into(),
             }],
-            &[(1, 0), (2, 2), (3, 2)],
+            "SessionLog",
         );
-        check(&[SourceMetadata { writer: "w".into() }], &[(1, 2)]);
+        check(&[SourceMetadata { writer: "w".into() }], "SourceMetadata");
     }
 
     #[test]
@@ -676,12 +663,12 @@ mod tests {
             metadata: Some(SummaryMetadata::default()),
             value: Some(value),
         });
-        check(&values, &[(1, 2), (2, 5), (3, 2), (7, 2), (8, 2), (9, 2)]);
+        check(&values, "Summary.Value");
         check(
             &[Summary {
                 value: values.to_vec(),
             }],
-            &[(1, 2)],
+            "Summary",
         );
         check(
             &[SummaryMetadata {
@@ -693,14 +680,14 @@ mod tests {
                 summary_description: "s".into(),
                 data_class: DataClass::Scalar.into(),
             }],
-            &[(1, 2), (2, 2), (3, 2), (4, 0)],
+            "SummaryMetadata",
         );
         check(
             &[summary_metadata::PluginData {
                 plugin_name: "p".into(),
                 content: vec![1],
             }],
-            &[(1, 2), (2, 2)],
+            "SummaryMetadata.PluginData",
         );
     }
 
@@ -732,21 +719,7 @@ mod tests {
             int64_val: vec![1],
             bool_val: vec![true],
         };
-        check(
-            &[tensor],
-            &[
-                (1, 0),
-                (2, 2),
-                (3, 0),
-                (4, 2),
-                (5, 2),
-                (6, 2),
-                (7, 2),
-                (8, 2),
-                (10, 2),
-                (11, 2),
-            ],
-        );
+        check(&[tensor], "TensorProto");
         // float_val is packed: one length-delimited field holding the raw little-endian floats.
         let scalar = scalar_tensor(0.5).encode_to_vec();
         assert_eq!(
@@ -764,8 +737,8 @@ mod tests {
             }],
             unknown_rank: true,
         };
-        check([&shape], &[(2, 2), (3, 0)]);
-        check(&shape.dim, &[(1, 0), (2, 2)]);
+        check([&shape], "TensorShapeProto");
+        check(&shape.dim, "TensorShapeProto.Dim");
         assert_eq!(
             [
                 DataType::DtFloat,
@@ -781,12 +754,9 @@ mod tests {
     #[test]
     fn graph_fields() {
         let graph = graph();
-        check([&graph], &[(1, 2), (4, 2)]);
-        check(&graph.node, &[(1, 2), (2, 2), (3, 2), (4, 2), (5, 2)]);
-        check(
-            &[graph.versions.clone().unwrap()],
-            &[(1, 0), (2, 0), (3, 2)],
-        );
+        check([&graph], "GraphDef");
+        check(&graph.node, "NodeDef");
+        check(&[graph.versions.clone().unwrap()], "VersionDef");
         // A map entry is {1: key, 2: value}.
         let node = graph.node[0].encode_to_vec();
         let (_, _, entry) = split(&node).into_iter().find(|f| f.0 == 5).unwrap();
@@ -808,21 +778,7 @@ mod tests {
             attr_value::Value::Func(NameAttrList::default()),
         ]
         .map(|value| AttrValue { value: Some(value) });
-        check(
-            &values,
-            &[
-                (1, 2),
-                (2, 2),
-                (3, 0),
-                (4, 5),
-                (5, 0),
-                (6, 0),
-                (7, 2),
-                (8, 2),
-                (9, 2),
-                (10, 2),
-            ],
-        );
+        check(&values, "AttrValue");
         let list = attr_value::ListValue {
             s: vec![vec![1]],
             i: vec![1],
@@ -833,24 +789,12 @@ mod tests {
             tensor: vec![TensorProto::default()],
             func: vec![NameAttrList::default()],
         };
-        check(
-            &[list],
-            &[
-                (2, 2),
-                (3, 2),
-                (4, 2),
-                (5, 2),
-                (6, 2),
-                (7, 2),
-                (8, 2),
-                (9, 2),
-            ],
-        );
+        check(&[list], "AttrValue.ListValue");
         let func = NameAttrList {
             name: "f".into(),
             attr: graph.node[0].attr.clone(),
         };
-        check(&[func], &[(1, 2), (2, 2)]);
+        check(&[func], "NameAttrList");
     }
 
     #[test]
@@ -870,30 +814,13 @@ mod tests {
             all_end_rel_nanos: 1,
             scheduled_nanos: 1,
         };
-        check(
-            [&node_stats],
-            &[
-                (1, 2),
-                (2, 0),
-                (3, 0),
-                (4, 0),
-                (5, 0),
-                (8, 2),
-                (9, 0),
-                (10, 0),
-                (13, 0),
-                (14, 0),
-                (15, 0),
-                (16, 0),
-                (17, 0),
-            ],
-        );
+        check([&node_stats], "NodeExecStats");
         let device = DeviceStepStats {
             device: "/host:CPU".into(),
             node_stats: vec![node_stats],
             thread_names: [(7, "main".to_owned())].into(),
         };
-        check([&device], &[(1, 2), (2, 2), (3, 2)]);
+        check([&device], "DeviceStepStats");
         let encoded = device.encode_to_vec();
         let (_, _, entry) = split(&encoded).into_iter().find(|f| f.0 == 3).unwrap();
         assert_eq!(split(entry), [(1, 0, &[7][..]), (2, 2, &b"main"[..])]);
@@ -903,18 +830,153 @@ mod tests {
             pre_optimization_graph: Some(graph()),
             post_optimization_graph: Some(graph()),
         };
-        check([&function], &[(1, 2), (2, 2), (3, 2)]);
+        check([&function], "RunMetadata.FunctionGraphs");
         let step_stats = StepStats {
             dev_stats: vec![device],
         };
-        check([&step_stats], &[(1, 2)]);
+        check([&step_stats], "StepStats");
         let run = RunMetadata {
             step_stats: Some(step_stats),
             partition_graphs: vec![graph()],
             function_graphs: vec![function],
         };
-        check([&run], &[(1, 2), (3, 2), (4, 2)]);
+        check([&run], "RunMetadata");
         assert_eq!(RunMetadata::decode(&*run.encode_to_vec()).unwrap(), run);
+    }
+
+    /// TensorBoard's own descriptors of its compat protos, the files above and what they
+    /// import, written by `proto/extract_descriptors.py` from the `tensorboard` package.
+    const DESCRIPTORS: &[u8] = include_bytes!("../../tests/data/tensorboard_descriptors.pb");
+
+    /// What the mirror leaves out, and why. A decoder skips these fields (and values) as
+    /// unknown ones; the check fails when a listed field is mirrored after all.
+    const LEFT_OUT: Omissions<'static> = Omissions {
+        fields: &[
+            ("Summary.Value", "image", "no image summaries are written"),
+            ("Summary.Value", "histo", "no histograms are written"),
+            ("Summary.Value", "audio", "no audio summaries are written"),
+            (
+                "TensorProto",
+                "half_val",
+                "no half-float tensors are written",
+            ),
+            (
+                "TensorProto",
+                "scomplex_val",
+                "no complex tensors are written",
+            ),
+            (
+                "TensorProto",
+                "dcomplex_val",
+                "no complex tensors are written",
+            ),
+            (
+                "TensorProto",
+                "resource_handle_val",
+                "no resource tensors are written",
+            ),
+            (
+                "TensorProto",
+                "variant_val",
+                "no variant tensors are written",
+            ),
+            (
+                "TensorProto",
+                "uint32_val",
+                "no unsigned tensors are written",
+            ),
+            (
+                "TensorProto",
+                "uint64_val",
+                "no unsigned tensors are written",
+            ),
+            (
+                "TensorProto",
+                "float8_val",
+                "no 8-bit float tensors are written",
+            ),
+            (
+                "GraphDef",
+                "library",
+                "call graphs hold no function library",
+            ),
+            (
+                "GraphDef",
+                "version",
+                "deprecated upstream in favour of `versions`",
+            ),
+            (
+                "GraphDef",
+                "debug_info",
+                "call graphs carry no stack traces",
+            ),
+            (
+                "NodeDef",
+                "experimental_debug_info",
+                "call graphs carry no stack traces",
+            ),
+            (
+                "NodeDef",
+                "experimental_type",
+                "call graph nodes have no full type",
+            ),
+            ("RunMetadata", "cost_graph", "no cost model is written"),
+            (
+                "RunMetadata",
+                "session_metadata",
+                "there is no TensorFlow session",
+            ),
+            (
+                "NodeExecStats",
+                "memory",
+                "no allocator statistics are recorded",
+            ),
+            ("NodeExecStats", "output", "node outputs are not recorded"),
+            (
+                "NodeExecStats",
+                "referenced_tensor",
+                "no tensors are recorded",
+            ),
+            (
+                "NodeExecStats",
+                "memory_stats",
+                "no memory statistics are recorded",
+            ),
+        ],
+        partial_enums: &[(
+            "DataType",
+            "the element types up to DT_BOOL; the others are never written",
+        )],
+    };
+
+    /// Every mirrored message, field by field, and every mirrored enum value, matches
+    /// TensorBoard's own descriptors.
+    #[test]
+    fn messages_match_tensorboard_descriptors() {
+        let set = mirror::descriptor_set(DESCRIPTORS);
+        let names: Vec<&str> = set.file.iter().map(|f| f.name()).collect();
+        for file in [
+            "event",
+            "summary",
+            "tensor",
+            "tensor_shape",
+            "types",
+            "graph",
+            "node_def",
+            "attr_value",
+            "versions",
+            "config",
+            "step_stats",
+        ] {
+            let name = format!("tensorboard/compat/proto/{file}.proto");
+            assert!(names.contains(&name.as_str()), "{name} is missing");
+        }
+        mirror::check(
+            include_str!("tensorboard.rs"),
+            &set,
+            "tensorboard",
+            &LEFT_OUT,
+        );
     }
 
     #[test]

@@ -180,6 +180,7 @@ pub struct XStatMetadata {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::mirror;
     use crate::proto::wire::fields_of;
     use prost::Message;
     use prost_types::field_descriptor_proto::{Label, Type};
@@ -487,7 +488,7 @@ mod tests {
     }
 
     /// The serialized `FileDescriptorProto` of xplane.proto that xprof's converter library was
-    /// compiled with (extracted from that library; kept beside the tests).
+    /// compiled with, cut out of that library by `proto/extract_descriptors.py`.
     const DESCRIPTOR: &[u8] = include_bytes!("../../tests/data/xplane_descriptor.pb");
 
     fn message<'a>(file: &'a FileDescriptorProto, name: &str) -> &'a DescriptorProto {
@@ -495,6 +496,25 @@ mod tests {
             .iter()
             .find(|m| m.name() == name)
             .unwrap_or_else(|| panic!("message {name} missing from the descriptor"))
+    }
+
+    /// Every message of this file, field by field, matches the schema xprof's converter
+    /// was compiled with, as read from the declarations themselves.
+    #[test]
+    fn messages_match_oracle_descriptor() {
+        let set = prost_types::FileDescriptorSet {
+            file: vec![FileDescriptorProto::decode(DESCRIPTOR).unwrap()],
+        };
+        let everything = mirror::Omissions {
+            fields: &[],
+            partial_enums: &[],
+        };
+        mirror::check(
+            include_str!("xplane.rs"),
+            &set,
+            "tensorflow.profiler",
+            &everything,
+        );
     }
 
     /// The table above matches the schema xprof's converter was compiled with.

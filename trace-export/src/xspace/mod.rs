@@ -112,10 +112,11 @@ impl<'a> Profile<'a> {
         }
     }
 
-    /// The ids of the host planes' lines, in the order they are visited.
-    pub(crate) fn line_ids(self) -> Vec<i64> {
+    /// `(host plane, line id)` of the host planes' lines, in the order they are visited
+    /// (planes numbered from 0).
+    pub(crate) fn line_ids(self) -> Vec<(usize, i64)> {
         match self {
-            Profile::Planned(layout) => layout.line_ids().collect(),
+            Profile::Planned(layout) => layout.line_ids().map(|id| (0, id)).collect(),
             Profile::Decoded(space) => read::line_ids(space).collect(),
         }
     }
@@ -129,7 +130,5 @@ impl<'a> Profile<'a> {
     }
 }
 
-#[cfg(test)]
-mod reference;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -203,13 +203,15 @@ fn recorded_value<'s>(key: &str, value: &'s Value<'static>) -> StatValue<'s> {
     }
 }
 
-/// The ids of the host planes' lines of a decoded space, in the order they are visited.
-pub(super) fn line_ids(space: &XSpace) -> impl Iterator<Item = i64> + '_ {
+/// `(host plane, line id)` of the host planes' lines of a decoded space, in the order they
+/// are visited.
+pub(super) fn line_ids(space: &XSpace) -> impl Iterator<Item = (usize, i64)> + '_ {
     space
         .planes
         .iter()
         .filter(|p| p.name == HOST_PLANE)
-        .flat_map(|plane| plane.lines.iter().map(|line| line.id))
+        .enumerate()
+        .flat_map(|(index, plane)| plane.lines.iter().map(move |line| (index, line.id)))
 }
 
 /// Visits the host planes of a decoded space.

@@ -1,7 +1,20 @@
-//! The direct encoder, and the Chrome trace and report read from a [`Layout`], against the
-//! struct-based code they replace (`reference`): same bytes, same JSON, same report.
+//! Properties of the profile written from a recording, in place of a frozen copy of older
+//! exporters to compare bytes with:
+//!
+//! * the bytes [`encode`] writes are exactly what prost writes for the `XSpace` they decode
+//!   to (decode, then encode, gives them back; [`build`] is that `XSpace`), they are the same
+//!   every time, and the same whatever addresses the names live at;
+//! * that `XSpace` says what was recorded ([`model::check_read_back`]): every event once on
+//!   a line of its thread with its name, times and metadata, lines that nest, the step
+//!   markers and their links;
+//! * the Chrome trace and the report read from the [`Layout`] equal those read from the
+//!   decoded file, and say what that file holds ([`model::check_chrome`],
+//!   [`model::expected_report`]), for files this crate never writes as well.
+//!
+//! Each is checked on hand-made recordings that hit every rule, then on random ones.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use proptest::prelude::*;
 use prost::Message;
@@ -11,8 +24,14 @@ use trace_runtime::Value;
 
 use super::*;
 use crate::chrome;
-use crate::proto::xplane::{XLine, XStat, XStatMetadata};
+use crate::proto::xplane::{
+    x_event, XEvent, XEventMetadata, XLine, XPlane, XSpace, XStat, XStatMetadata,
+};
 use crate::report::Report;
+
+mod model;
+
+use model::Json;
 
 fn event(name: &'static str, start_ns: u64, end_ns: u64) -> Event {
     Event::new(name, start_ns, end_ns)
@@ -20,6 +39,13 @@ fn event(name: &'static str, start_ns: u64, end_ns: u64) -> Event {
 
 fn asynchronous(name: &'static str, start_ns: u64, end_ns: u64) -> Event {
     event(name, start_ns, end_ns).asynchronous()
+}
+
+/// `event` with the given metadata.
+fn described(event: Event, metadata: Vec<(&'static str, Value<'static>)>) -> Event {
+    let mut event = event;
+    event.metadata = metadata;
+    event
 }
 
 fn with(mut event: Event, key: &'static str, value: impl Into<Value<'static>>) -> Event {
@@ -221,33 +247,67 @@ fn readings<'a>(profile: impl Into<Profile<'a>>) -> (String, Report) {
     )
 }
 
-/// Everything read from `snapshot` the new way equals what the reference code gives.
+/// The same recording with every event name and metadata key moved to another address.
+fn moved(snapshot: &Snapshot) -> Snapshot {
+    let mut copies: HashMap<&str, &'static str> = HashMap::new();
+    let mut elsewhere = |text: &'static str| *copies.entry(text).or_insert_with(|| leaked(text));
+    let mut snapshot = snapshot.clone();
+    let Recording::Events(threads) = &mut snapshot.recording else {
+        return snapshot;
+    };
+    for thread in threads {
+        for event in &mut thread.events {
+            event.name = elsewhere(event.name);
+            for (key, _) in &mut event.metadata {
+                *key = elsewhere(key);
+            }
+        }
+    }
+    snapshot
+}
+
+/// Checks every property of the profile of `snapshot` written for `host`.
 fn check(label: &str, snapshot: &Snapshot, host: &str) {
-    let reference = reference::build(snapshot, host);
-    let bytes = reference.encode_to_vec();
+    let bytes = encode(snapshot, host);
+    // Compared as bytes: NaN values make messages unequal to themselves.
     let layout = Layout::new(snapshot, host);
     assert!(
         layout.encode() == bytes,
-        "{label}: encoded bytes differ from the reference"
+        "{label}: the layout encodes alike"
     );
-    assert!(encode(snapshot, host) == bytes, "{label}");
-    // Compared as bytes: NaN values make the messages unequal to themselves.
+    assert!(
+        encode(snapshot, host) == bytes,
+        "{label}: the same bytes every time"
+    );
+    assert!(
+        encode(&moved(snapshot), host) == bytes,
+        "{label}: names are told apart by their text, not their address"
+    );
+    let space = decode(&bytes).expect("the bytes decode");
+    assert!(
+        space.encode_to_vec() == bytes,
+        "{label}: decoding and encoding again gives the bytes back"
+    );
     assert!(build(snapshot, host).encode_to_vec() == bytes, "{label}");
 
-    let mut json = Vec::new();
-    reference::write_json(&reference, &mut json).unwrap();
-    let json = String::from_utf8(json).unwrap();
-    let report = reference::report(&reference);
-    let (planned_json, planned_report) = readings(&layout);
-    assert_eq!(planned_json, json, "{label}: Chrome trace from the layout");
-    assert_eq!(planned_report, report, "{label}: report from the layout");
-    let (decoded_json, decoded_report) = readings(&reference);
-    assert_eq!(decoded_json, json, "{label}: Chrome trace from the XSpace");
-    assert_eq!(decoded_report, report, "{label}: report from the XSpace");
+    model::check_read_back(snapshot, host, &space);
+
+    let (json, report) = readings(&layout);
+    let (decoded_json, decoded_report) = readings(&space);
+    assert_eq!(
+        json, decoded_json,
+        "{label}: Chrome trace of the layout and of the file"
+    );
+    assert_eq!(
+        report, decoded_report,
+        "{label}: report of the layout and of the file"
+    );
+    model::check_chrome(&json, &space);
+    assert_eq!(report, model::expected_report(&space), "{label}: report");
 }
 
 #[test]
-fn encoding_chrome_and_report_match_the_reference() {
+fn fixtures_write_what_was_recorded() {
     for (label, snapshot) in fixtures() {
         check(label, &snapshot, "host");
         check(label, &snapshot, "hostile \"host\"\n🦀");
@@ -299,21 +359,22 @@ fn the_fixtures_cover_what_they_claim() {
     assert_eq!(count(&host.lines[1], "_r"), 0);
     assert_eq!(count(&host.lines[1], "_c"), 2);
     let hostile = space("hostile names and edges");
-    // Thread 100 000's line is numbered 0; threads come in id order.
-    assert_eq!(hostile.planes[0].lines[1].id, 0);
+    // Threads come in id order: thread 7's line, then thread 100 000's, numbered 0.
+    let ids: Vec<i64> = hostile.planes[0].lines.iter().map(|l| l.id).collect();
+    assert_eq!(ids, [7, 0]);
     assert_eq!(hostile.warnings.len(), 2);
 }
 
 /// A decoded profile may hold what this crate never writes: several host planes, line
-/// display names and base times, aggregated events, unknown metadata ids, and byte, ref and
-/// missing values. The Chrome trace and the report read it as they did.
+/// display names and base times, aggregated events, unknown metadata ids, negative
+/// durations, and byte, ref and missing values. The Chrome trace and the report read it
+/// by the same rules.
 #[test]
-fn decoded_profiles_read_as_before() {
-    use crate::proto::xplane::x_event::Data;
+fn decoded_profiles_read_by_the_same_rules() {
     use crate::proto::xplane::x_stat::Value as V;
 
     let (_, snapshot) = fixtures().swap_remove(2);
-    let mut space = reference::build(&snapshot, "h");
+    let mut space = build(&snapshot, "h");
     let mut second = space.planes[0].clone();
     second.stat_metadata.insert(
         77,
@@ -327,7 +388,7 @@ fn decoded_profiles_read_as_before() {
     line.display_id = 0;
     line.display_name = "shown \"name\"".into();
     line.timestamp_ns = 5;
-    line.events[0].data = Some(Data::NumOccurrences(3));
+    line.events[0].data = Some(x_event::Data::NumOccurrences(3));
     line.events[1].metadata_id = 999;
     line.events[1].duration_ps = -5;
     line.events[2].stats = [
@@ -348,11 +409,53 @@ fn decoded_profiles_read_as_before() {
     .collect();
     space.planes.insert(1, second);
 
-    let mut json = Vec::new();
-    reference::write_json(&space, &mut json).unwrap();
-    let (new_json, new_report) = readings(&space);
-    assert_eq!(new_json, String::from_utf8(json).unwrap());
-    assert_eq!(new_report, reference::report(&space));
+    let (json, report) = readings(&space);
+    model::check_chrome(&json, &space);
+    assert_eq!(report, model::expected_report(&space));
+
+    // A few of the rules, spelled out.
+    let doc: Json = serde_json::from_str(&json).unwrap();
+    let events = match &doc {
+        Json::Object(top) => match &top[1].1 {
+            Json::Array(events) => events.clone(),
+            _ => unreachable!(),
+        },
+        _ => unreachable!(),
+    };
+    let field = |event: &Json, key: &str| -> Json {
+        let Json::Object(fields) = event else {
+            unreachable!()
+        };
+        fields.iter().find(|(k, _)| k == key).unwrap().1.clone()
+    };
+    let shown = |json: Json| format!("{json:?}");
+    let second_plane: Vec<&Json> = events
+        .iter()
+        .filter(|e| shown(field(e, "pid")) == "Int(2)")
+        .collect();
+    assert_eq!(
+        shown(field(second_plane[0], "args")),
+        r#"Object([("name", Str("h /host:CPU"))])"#
+    );
+    assert_eq!(
+        shown(field(second_plane[1], "args")),
+        r#"Object([("name", Str("shown \"name\""))])"#,
+        "the display name"
+    );
+    let first = second_plane[3];
+    assert_eq!(
+        shown(field(first, "ts")),
+        "Float(0.005)",
+        "base time, no offset"
+    );
+    let unknown = second_plane[4];
+    assert_eq!(shown(field(unknown, "name")), r#"Str("")"#);
+    assert_eq!(shown(field(unknown, "dur")), "Float(0.0)");
+    assert_eq!(
+        shown(field(second_plane[5], "args")),
+        r#"Object([("step_num", Str("<3 bytes>")), ("step_num", Str("interned")), ("step_num", Str("")), ("step_num", Str("inf")), ("", Str(""))])"#
+    );
+    assert_eq!(report.threads, 2 * space.planes[0].lines.len());
 }
 
 #[test]
@@ -376,58 +479,301 @@ fn interner_numbers_texts_not_addresses() {
     }
 }
 
-/// Random threads of random events (overlapping, async, with and without step numbers and
-/// other metadata).
-fn arbitrary_snapshot() -> impl Strategy<Value = Snapshot> {
-    let name = prop::sample::select(vec!["a", "b", "Train", "x/self", "x", ""]);
-    let value = prop_oneof![
-        (0i64..4).prop_map(|n| ("step_num", Value::Int(n))),
-        (0u64..4).prop_map(|n| ("step_num", Value::UInt(n))),
-        any::<f64>().prop_map(|v| ("f", Value::Float(v))),
-        any::<bool>().prop_map(|v| ("_r", Value::Bool(v))),
-        ".{0,6}".prop_map(|s| ("s", Value::Str(Cow::Owned(s)))),
-    ];
-    let metadata = prop::collection::vec(value, 0..3);
-    let metadata = prop_oneof![3 => Just(Vec::new()), 2 => metadata];
-    let event = (
+// ---------------------------------------------------------------------------------------------
+// Random recordings
+
+/// Event names, a few of them also at a second address.
+fn name() -> impl Strategy<Value = &'static str> {
+    static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        let texts = ["a", "b", "Train", "x", "x/self", "", "名前 \"q\" \\ \n 🦀"];
+        texts
+            .iter()
+            .copied()
+            .chain(["a", "Train", "x/self"].map(leaked))
+            .collect()
+    });
+    prop::sample::select(names.clone())
+}
+
+/// Metadata values of every kind, with the values at the edges.
+fn value() -> impl Strategy<Value = Value<'static>> {
+    let edges = [0, i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX];
+    let floats = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0, 1e300, 2.5];
+    prop_oneof![
+        any::<i64>().prop_map(Value::Int),
+        (-2i64..4).prop_map(Value::Int),
+        any::<u64>().prop_map(Value::UInt),
+        prop::sample::select(edges.to_vec()).prop_map(Value::UInt),
+        any::<f64>().prop_map(Value::Float),
+        prop::sample::select(floats.to_vec()).prop_map(Value::Float),
+        any::<bool>().prop_map(Value::Bool),
+        "(.|\n){0,6}".prop_map(|s| Value::Str(Cow::Owned(s))),
+    ]
+}
+
+/// Metadata, usually none; keys include those the exporter writes itself.
+fn metadata() -> impl Strategy<Value = Metadata> {
+    let key = prop::sample::select(vec!["k", "step_num", "_r", "_c", SYNTHETIC_STAT, "", "名"]);
+    prop_oneof![
+        3 => Just(Vec::new()),
+        1 => prop::collection::vec((key, value()), 1..4),
+    ]
+}
+
+/// A step number, or another value under that key, or none.
+fn step_value() -> impl Strategy<Value = Option<Value<'static>>> {
+    prop_oneof![
+        2 => Just(None),
+        2 => (0i64..4).prop_map(|n| Some(Value::Int(n))),
+        1 => (0u64..4).prop_map(|n| Some(Value::UInt(n))),
+        1 => prop::sample::select(vec![
+            Value::UInt(u64::MAX),
+            Value::Float(2.0),
+            Value::Str(Cow::Borrowed("3")),
+            Value::Bool(true),
+        ])
+        .prop_map(Some),
+    ]
+}
+
+/// A scope and the scopes inside it.
+#[derive(Clone, Debug)]
+struct Scope {
+    /// Time since the end of the previous sibling (or the parent's start).
+    gap: u64,
+    /// Its length, at least; it lasts until its last child ends.
+    len: u64,
+    name: &'static str,
+    step: Option<Value<'static>>,
+    metadata: Metadata,
+    children: Vec<Scope>,
+}
+
+fn scope() -> impl Strategy<Value = Scope> {
+    let own = || (0u64..20, 0u64..40, name(), step_value(), metadata());
+    let leaf = own().prop_map(|(gap, len, name, step, metadata)| Scope {
+        gap,
+        len,
         name,
-        0u64..300,
-        0u64..120,
-        prop::bool::weighted(0.1),
+        step,
         metadata,
-    )
-        .prop_map(|(name, start, len, is_async, metadata)| {
-            let mut event = event(name, start, start + len);
-            event.metadata = metadata;
-            event.is_async = is_async;
-            event
-        });
-    let events = prop::collection::vec(event, 0..40);
-    let thread_id = prop::sample::select(vec![1u64, 2, 7, 100_000, 123_456]);
-    let threads = prop::collection::vec((thread_id, events, 0u64..2), 0..4);
-    threads.prop_map(|threads| {
-        let mut seen = Vec::new();
+        children: Vec::new(),
+    });
+    leaf.prop_recursive(3, 24, 4, move |inner| {
+        (own(), prop::collection::vec(inner, 0..4)).prop_map(
+            |((gap, len, name, step, metadata), children)| Scope {
+                gap,
+                len,
+                name,
+                step,
+                metadata,
+                children,
+            },
+        )
+    })
+}
+
+/// Records `scope` starting at `start`, as a thread's synchronous scopes nest; returns its
+/// end.
+fn record(scope: &Scope, start: u64, events: &mut Vec<Event>) -> u64 {
+    let at = events.len();
+    let mut metadata = scope.metadata.clone();
+    metadata.extend(scope.step.clone().map(|step| ("step_num", step)));
+    events.push(described(event(scope.name, start, start), metadata));
+    let mut end = start;
+    for child in &scope.children {
+        end = record(child, end + child.gap, events);
+    }
+    events[at].end_ns = end.max(start + scope.len);
+    events[at].end_ns
+}
+
+/// An event's metadata.
+type Metadata = Vec<(&'static str, Value<'static>)>;
+
+/// Free-standing events: `(start, len, name, metadata)`.
+fn loose() -> impl Strategy<Value = Vec<(u64, u64, &'static str, Metadata)>> {
+    prop::collection::vec((0u64..400, 0u64..150, name(), metadata()), 0..6)
+}
+
+/// Random threads: nested scopes (training loops with step markers among them), scopes
+/// that overlap partially (guards held across an `.await`), async events, and now and then
+/// an event far in the future and dropped events.
+fn arbitrary_snapshot() -> impl Strategy<Value = Snapshot> {
+    let thread = (
+        prop::sample::select(vec![1u64, 2, 7, 100_000, 123_456, 200_007]),
+        prop::collection::vec(scope(), 0..5),
+        prop_oneof![3 => Just(Vec::new()), 1 => loose()],
+        prop_oneof![3 => Just(Vec::new()), 1 => loose()],
+        prop::bool::weighted(0.1),
+        prop_oneof![4 => Just(0u64), 1 => 1u64..1000],
+    );
+    let base = prop::sample::select(vec!["main", "loader", "thread \"q\"\n\u{0}", "", "名前 🦀"]);
+    let threads = prop::collection::vec((thread, base), 0..4);
+    let duration = prop::sample::select(vec![1_000_000_000u64, u64::MAX]);
+    (threads, duration).prop_map(|(threads, duration_ns)| {
+        let mut ids = Vec::new();
         let threads = threads
             .into_iter()
-            .filter(|(id, _, _)| {
-                let new = !seen.contains(id);
-                seen.push(*id);
+            .filter(|((id, ..), _)| {
+                let new = !ids.contains(id);
+                ids.push(*id);
                 new
             })
-            .map(|(id, events, dropped)| Thread {
-                id,
-                name: "t",
-                events,
-                dropped,
-            })
+            .enumerate()
+            .map(
+                |(i, ((id, scopes, overlapping, async_events, far, dropped), base))| {
+                    let mut events = Vec::new();
+                    let mut end = 0;
+                    for scope in &scopes {
+                        end = record(scope, end + scope.gap, &mut events);
+                    }
+                    for (start, len, name, metadata) in overlapping {
+                        events.push(described(event(name, start, start + len), metadata));
+                    }
+                    for (start, len, name, metadata) in async_events {
+                        events.push(described(asynchronous(name, start, start + len), metadata));
+                    }
+                    if far {
+                        events.push(event("far", u64::MAX / 2, u64::MAX / 2 + 10));
+                    }
+                    Thread {
+                        id,
+                        name: leaked(&format!("{base}#{i}")),
+                        events,
+                        dropped,
+                    }
+                },
+            )
             .collect();
-        snapshot(threads)
+        let mut snapshot = snapshot(threads);
+        snapshot.duration_ns = duration_ns;
+        snapshot.stop_wall_ns = snapshot.start_wall_ns.saturating_add(duration_ns);
+        snapshot
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random decoded profiles
+
+/// Profiles as a file may hold them: any planes, lines, offsets, durations and stats,
+/// unknown metadata ids included.
+fn arbitrary_space() -> impl Strategy<Value = XSpace> {
+    use crate::proto::xplane::x_stat::Value as V;
+    let value = prop_oneof![
+        any::<i64>().prop_map(V::Int64Value),
+        any::<u64>().prop_map(V::Uint64Value),
+        any::<f64>().prop_map(V::DoubleValue),
+        prop::sample::select(vec![f64::NAN, f64::NEG_INFINITY, 0.1]).prop_map(V::DoubleValue),
+        "(.|\n){0,4}".prop_map(V::StrValue),
+        prop::collection::vec(any::<u8>(), 0..4).prop_map(V::BytesValue),
+        (0u64..6).prop_map(V::RefValue),
+    ];
+    let stat = (0i64..6, prop::option::of(value))
+        .prop_map(|(metadata_id, value)| XStat { metadata_id, value });
+    let data = prop_oneof![
+        (-2_000i64..500_000).prop_map(x_event::Data::OffsetPs),
+        (0i64..4).prop_map(x_event::Data::NumOccurrences),
+        Just(x_event::Data::OffsetPs(i64::MAX)),
+    ];
+    let event = (
+        0i64..5,
+        prop::option::of(data),
+        prop_oneof![4 => -100i64..300_000, 1 => Just(i64::MAX)],
+        prop::collection::vec(stat, 0..4),
+    )
+        .prop_map(|(metadata_id, data, duration_ps, stats)| XEvent {
+            metadata_id,
+            data,
+            duration_ps,
+            stats,
+        });
+    let line = (
+        (0i64..3, 0i64..3),
+        ("(.|\n){0,3}", "(.|\n){0,3}"),
+        prop_oneof![0i64..5, Just(i64::MAX), Just(-3i64)],
+        prop::collection::vec(event, 0..8),
+    )
+        .prop_map(
+            |((id, display_id), (name, display_name), timestamp_ns, events)| XLine {
+                id,
+                display_id,
+                name,
+                display_name,
+                timestamp_ns,
+                events,
+                ..Default::default()
+            },
+        );
+    let names = || {
+        prop::collection::vec(
+            prop::sample::select(vec!["a", "b", "_r", "step_num", SYNTHETIC_STAT, ""]),
+            0..5,
+        )
+    };
+    let plane = (
+        prop::sample::select(vec![HOST_PLANE, "/device:GPU:0"]),
+        prop::collection::vec(line, 0..3),
+        names(),
+        names(),
+    )
+        .prop_map(|(name, lines, event_names, stat_names)| XPlane {
+            name: name.into(),
+            lines,
+            event_metadata: (1..)
+                .zip(event_names)
+                .map(|(id, name)| {
+                    let name = name.into();
+                    (
+                        id,
+                        XEventMetadata {
+                            id,
+                            name,
+                            ..Default::default()
+                        },
+                    )
+                })
+                .collect(),
+            stat_metadata: (1..)
+                .zip(stat_names)
+                .map(|(id, name)| {
+                    let name = name.into();
+                    (
+                        id,
+                        XStatMetadata {
+                            id,
+                            name,
+                            description: String::new(),
+                        },
+                    )
+                })
+                .collect(),
+            ..Default::default()
+        });
+    (
+        prop::collection::vec(plane, 1..3),
+        prop::collection::vec("(.|\n){0,4}", 0..2),
+        prop::collection::vec("(.|\n){0,4}", 0..2),
+    )
+        .prop_map(|(planes, hostnames, warnings)| XSpace {
+            planes,
+            hostnames,
+            warnings,
+            ..Default::default()
+        })
 }
 
 proptest! {
     #[test]
-    fn random_snapshots_match_the_reference(snapshot in arbitrary_snapshot()) {
+    fn random_recordings_write_what_was_recorded(snapshot in arbitrary_snapshot()) {
         check("random", &snapshot, "host");
+    }
+
+    #[test]
+    fn random_files_read_by_the_same_rules(space in arbitrary_space()) {
+        let (json, report) = readings(&space);
+        model::check_chrome(&json, &space);
+        prop_assert_eq!(report, model::expected_report(&space));
     }
 }
