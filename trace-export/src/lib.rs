@@ -7,9 +7,15 @@
 //! * [`summary`]: `create_file_writer`, `scalar`, `trace_on` / `trace_export` / `trace_off`,
 //!   like `tf.summary`: event files with scalars and the call graph of what was traced, with
 //!   compute time per node (TensorBoard's Scalars and Graphs tabs).
-//! * [`graph`]: the call graph of a recording.
-//! * [`report`]: the text report of a profile (also `trace-export report`).
+//! * [`analysis`]: the one analysis core (lines, steps, calls and self time) that every file
+//!   and the report read a recording through.
+//! * [`graph`]: the call graph written as TensorBoard's Graphs tab reads it.
+//! * [`report`]: the text report of a profile (also the `trace-export report` tool, in the
+//!   `trace-cli` crate).
 //! * [`proto`], [`tfrecord`], [`xspace`], [`chrome`]: the file formats.
+//!
+//! Recordings come from `trace-runtime` as a [`Snapshot`](trace_runtime::snapshot::Snapshot);
+//! the sessions here start and stop them through its (hidden, unstable) `session` seam.
 
 #![warn(missing_docs, unreachable_pub)]
 

@@ -69,7 +69,9 @@ struct Frame {
     closed: bool,
 }
 
-/// One thread's calls, folded by call path: see the [module documentation](self).
+/// One thread's calls, folded into call paths as they enter and exit. A call whose name is
+/// already on its path from the root folds into that ancestor (recursion); its self time is
+/// its duration less the time of the calls made directly inside it.
 ///
 /// Times are in any unit, as long as it is one unit: clock ticks while recording, or
 /// nanoseconds when recorded events are replayed (`enter` and `exit` in time order). Names

@@ -2,7 +2,7 @@
 //! elsewhere. (Public for the workspace's tests and benchmarks only; `now`, `init` and `kind`
 //! are all it offers outside this crate.)
 //!
-//! Events store raw ticks; a [`Calibration`] taken at session start and stop turns them into
+//! Events store raw ticks; a `Calibration` taken at session start and stop turns them into
 //! nanoseconds off the hot path. The clock kind is chosen once, before the first session
 //! records anything, and never changes afterwards, so ticks of one process always compare.
 
@@ -27,7 +27,7 @@ pub enum ClockKind {
     Monotonic,
 }
 
-/// Reads the clock: raw ticks, meaningful only through a [`Calibration`].
+/// Reads the clock: raw ticks, meaningful only through the session's calibration.
 #[inline(always)]
 pub fn now() -> u64 {
     #[cfg(target_arch = "x86_64")]

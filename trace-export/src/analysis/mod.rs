@@ -1,8 +1,8 @@
 //! The one analysis core: what the writers and the report derive from a recording, each rule
 //! in one place.
 //!
-//! * [`nesting`]: how a thread's events are split into properly nested lines.
-//! * [`steps`]: which events mark steps, and which work belongs to which step.
+//! * `nesting`: how a thread's events are split into properly nested lines.
+//! * `steps`: which events mark steps, and which work belongs to which step.
 //! * [`calls`]: the call-tree fold (the runtime's own, replayed over events), self time, and
 //!   the call graph merged across threads.
 //!

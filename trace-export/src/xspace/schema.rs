@@ -29,7 +29,7 @@ pub(crate) fn line_id(thread_id: u64, k: usize) -> i64 {
     (thread_id % LINE_ID_STRIDE as u64) as i64 + k as i64 * LINE_ID_STRIDE
 }
 
-/// The thread a line belongs to, by the numbering of [`line_id`].
+/// The thread a line belongs to: the writer numbers a thread's lines `thread + k * 100 000`.
 pub fn thread_of_line(line_id: i64) -> i64 {
     line_id.rem_euclid(LINE_ID_STRIDE)
 }
