@@ -33,7 +33,7 @@ fn named<'a>(snapshot: &'a Snapshot, name: &str) -> Vec<&'a Event> {
     let mut events: Vec<&Event> = snapshot
         .events()
         .map(|(_, event)| event)
-        .filter(|event| event.name == name)
+        .filter(|event| event.name() == name)
         .collect();
     events.sort_by_key(|event| event.start_ns);
     events
@@ -92,7 +92,7 @@ fn default_name_is_the_function_path() {
         model::forward(1.0);
     });
     let event = only(&snapshot, "macro_expansion::default_name");
-    let site = event.callsite.expect("macro events have a call site");
+    let site = event.callsite().expect("macro events have a call site");
     assert_eq!(site.name(), "macro_expansion::default_name");
     assert_eq!(site.level(), 1);
     assert!(
@@ -158,7 +158,7 @@ fn levels_and_lazy_metadata() {
     assert!(named(&snapshot, "verbose block").is_empty());
     let info = only(&snapshot, "counted_info");
     assert_eq!(info.metadata("value"), Some(&Value::Int(2)));
-    assert_eq!(info.callsite.map(|site| site.level()), Some(2));
+    assert_eq!(info.callsite().map(|site| site.level()), Some(2));
 
     let snapshot = record(3, || {
         counted_verbose();
@@ -224,7 +224,7 @@ fn trace_blocks_with_loops_and_late_metadata() {
     );
     assert_eq!(events[0].metadata("in_cache"), Some(&Value::Bool(true)));
     assert_eq!(events[1].metadata("in_cache"), None);
-    assert!(events.iter().all(|event| !event.is_async));
+    assert!(events.iter().all(|event| !event.is_async()));
 }
 
 #[traced(name = "async_step", id = id)]
@@ -246,7 +246,7 @@ fn async_fn_is_one_event_from_first_poll_to_completion() {
         assert_eq!(block_on(future), 8);
     });
     let event = only(&snapshot, "async_step");
-    assert!(event.is_async);
+    assert!(event.is_async());
     assert_eq!(event.metadata("id"), Some(&Value::UInt(4)));
     let created = only(&snapshot, "created");
     let before_first_poll = Duration::from_nanos(event.start_ns - created.end_ns);

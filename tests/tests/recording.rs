@@ -61,7 +61,7 @@ fn nested_sync_calls_and_methods() {
         }
     });
     let thread = main_thread(&snapshot);
-    let names: Vec<_> = thread.events.iter().map(|e| e.name).collect();
+    let names: Vec<_> = thread.events.iter().map(|e| e.name()).collect();
     let forward = concat!(module_path!(), "::forward");
     let update = concat!(module_path!(), "::update");
     assert_eq!(
@@ -89,7 +89,7 @@ fn nested_sync_calls_and_methods() {
         assert!(train.start_ns <= forward.start_ns && forward.end_ns <= train.end_ns);
         assert!(forward.start_ns <= activation.start_ns && activation.end_ns <= forward.end_ns);
         assert!(forward.end_ns <= update.start_ns && update.end_ns <= train.end_ns);
-        assert!(forward.metadata.is_empty());
+        assert!(forward.all_metadata().is_empty());
     }
     assert_eq!(model.scale, 2.5);
 }
@@ -119,7 +119,7 @@ fn trace_blocks_keep_control_flow_and_values() {
         assert_eq!(found, Some(3));
     });
     let events = &main_thread(&snapshot).events;
-    let names: Vec<_> = events.iter().map(|e| e.name).collect();
+    let names: Vec<_> = events.iter().map(|e| e.name()).collect();
     assert_eq!(
         names,
         ["parse", "double", "parse", "search", "search", "search", "search"]
@@ -159,9 +159,9 @@ fn interleaved_async_fns_each_record_one_event_from_first_poll_to_completion() {
     });
     let events = &main_thread(&snapshot).events;
     let handle_name = concat!(module_path!(), "::handle");
-    let requests: Vec<_> = events.iter().filter(|e| e.name == handle_name).collect();
+    let requests: Vec<_> = events.iter().filter(|e| e.name() == handle_name).collect();
     assert_eq!(requests.len(), 2);
-    assert!(requests.iter().all(|e| e.is_async));
+    assert!(requests.iter().all(|e| e.is_async()));
     let one = requests
         .iter()
         .find(|e| e.metadata("request") == Some(&Value::UInt(1)))
@@ -175,7 +175,9 @@ fn interleaved_async_fns_each_record_one_event_from_first_poll_to_completion() {
     let work = |id: u32| {
         events
             .iter()
-            .filter(|e| e.name == "work" && e.metadata("request") == Some(&Value::UInt(id.into())))
+            .filter(|e| {
+                e.name() == "work" && e.metadata("request") == Some(&Value::UInt(id.into()))
+            })
             .collect::<Vec<_>>()
     };
     assert_eq!(work(1).len(), 3);
@@ -217,16 +219,16 @@ fn a_panic_in_a_traced_async_fn_records_its_event() {
     let events = &main_thread(&snapshot).events;
     let failed: Vec<_> = events
         .iter()
-        .filter(|e| e.name == concat!(module_path!(), "::fail_after"))
+        .filter(|e| e.name() == concat!(module_path!(), "::fail_after"))
         .collect();
     assert_eq!(failed.len(), 1, "{events:#?}");
     let failed = failed[0];
-    assert!(failed.is_async);
+    assert!(failed.is_async());
     assert_eq!(failed.metadata("request"), Some(&Value::UInt(2)));
     // Its work before the panic lies inside it.
     let work: Vec<_> = events
         .iter()
-        .filter(|e| e.name == "work" && e.metadata("request") == Some(&Value::UInt(2)))
+        .filter(|e| e.name() == "work" && e.metadata("request") == Some(&Value::UInt(2)))
         .collect();
     assert_eq!(work.len(), 2);
     assert!(work
@@ -235,7 +237,7 @@ fn a_panic_in_a_traced_async_fn_records_its_event() {
     // The sibling that the unwinding dropped mid-flight ends where it was dropped.
     let sibling: Vec<_> = events
         .iter()
-        .filter(|e| e.name == concat!(module_path!(), "::handle"))
+        .filter(|e| e.name() == concat!(module_path!(), "::handle"))
         .collect();
     assert_eq!(sibling.len(), 1);
     assert!(sibling[0].start_ns < failed.end_ns && failed.end_ns <= sibling[0].end_ns);
@@ -277,7 +279,7 @@ fn a_panic_through_a_traced_fn_records_its_event() {
     let snapshot = record(|| {
         assert!(std::panic::catch_unwind(|| explode(1)).is_err());
     });
-    let names: Vec<_> = snapshot.events().map(|(_, e)| e.name).collect();
+    let names: Vec<_> = snapshot.events().map(|(_, e)| e.name()).collect();
     assert_eq!(names, [concat!(module_path!(), "::explode")]);
 }
 

@@ -36,21 +36,21 @@ fn threads_record_while_sessions_start_and_stop_in_a_loop() {
                 // Never torn: a known name, ordered times inside the session, and its metadata
                 // unless the buffer ran out of room (then the drop is counted).
                 assert!(event.start_ns <= event.end_ns && event.end_ns <= snapshot.duration_ns);
-                let (key, ok): (&str, fn(&Value<'_>) -> bool) = match event.name {
+                let (key, ok): (&str, fn(&Value<'_>) -> bool) = match event.name() {
                     "outer" => ("worker", |v| matches!(v, Value::Int(0..=2))),
                     "inner" => ("i", |v| matches!(v, Value::UInt(_))),
                     other => panic!("unexpected event {other:?}"),
                 };
                 match event.metadata(key) {
                     Some(value) => assert!(ok(value), "{key} = {value:?}"),
-                    None => assert!(thread.dropped > 0, "{} lost its metadata", event.name),
+                    None => assert!(thread.dropped > 0, "{} lost its metadata", event.name()),
                 }
                 recorded += 1;
             }
             // Outer events contain their inner one.
             for pair in thread.events.windows(2) {
-                if pair[0].name == "outer"
-                    && pair[1].name == "inner"
+                if pair[0].name() == "outer"
+                    && pair[1].name() == "inner"
                     && pair[1].start_ns < pair[0].end_ns
                 {
                     assert!(pair[1].end_ns <= pair[0].end_ns);

@@ -315,8 +315,7 @@ mod tests {
     /// A call's caller is the call open when it was entered, as the live fold sees it: an
     /// async event entered inside `mid` stays `mid`'s callee after `mid` returns.
     fn partial_overlaps_nest_under_the_call_open_at_entry() {
-        let mut late = event("late", 60, 150);
-        late.is_async = true;
+        let late = event("late", 60, 150).asynchronous();
         let graph = CallGraph::from_snapshot(&snapshot(vec![vec![
             event("outer", 0, 200),
             event("mid", 50, 100),

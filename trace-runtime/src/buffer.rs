@@ -136,7 +136,56 @@ impl ThreadBuffer {
         self.state.load(Ordering::Acquire) & WRITING != 0
     }
 
-    /// The published words, copied out. Called by the session after it stopped.
+    /// How many words are published.
+    pub(crate) fn published_words(&self) -> usize {
+        self.state.load(Ordering::Acquire) >> 1
+    }
+
+    /// Calls `read` with the published words, in place. Called by the session after it
+    /// stopped.
+    #[cfg(not(loom))]
+    pub(crate) fn read_published<R>(&self, read: impl FnOnce(&[u64]) -> R) -> R {
+        let len = self.published_words();
+        let published = &self.words[..len];
+        // SAFETY: `AtomicU64` has the size, alignment and bit validity of `u64`. The owner
+        // wrote these words before its release store of the length (acquired above) and
+        // never writes them again: a record that comes later goes after them.
+        let words = unsafe { std::slice::from_raw_parts(published.as_ptr().cast::<u64>(), len) };
+        read(words)
+    }
+
+    /// Calls `read` with a copy of the published words (loom's atomics are not plain words).
+    #[cfg(loom)]
+    pub(crate) fn read_published<R>(&self, read: impl FnOnce(&[u64]) -> R) -> R {
+        read(&self.published())
+    }
+
+    /// Gives the pages of a buffer that was read back to the system; the buffer stays
+    /// usable (its pages read as zero, and are committed again as records fill them).
+    pub(crate) fn release_pages(&self) {
+        #[cfg(all(target_os = "linux", not(loom)))]
+        {
+            const PAGE: usize = 4096;
+            let start = self.words.as_ptr() as usize;
+            let end = start + std::mem::size_of_val(&*self.words);
+            let (first, last) = (start.next_multiple_of(PAGE), end & !(PAGE - 1));
+            if last > first {
+                // SAFETY: [first, last) lies inside this buffer's allocation. The owner writes
+                // no published word again, and a record it may still be appending belongs
+                // to no session (its epoch is over); reading a released page gives zeros.
+                unsafe {
+                    libc::madvise(
+                        first as *mut libc::c_void,
+                        last - first,
+                        libc::MADV_DONTNEED,
+                    )
+                };
+            }
+        }
+    }
+
+    /// The published words, copied out.
+    #[cfg(loom)]
     pub(crate) fn published(&self) -> Vec<u64> {
         let len = self.state.load(Ordering::Acquire) >> 1;
         self.words[..len]

@@ -128,13 +128,13 @@ pub(crate) unsafe fn callsite_at(ident: u64) -> &'static Callsite {
 /// One event record, in ticks.
 #[derive(Debug, PartialEq)]
 pub(crate) struct RawEvent {
-    pub(crate) name: &'static str,
-    pub(crate) callsite: Option<&'static Callsite>,
-    /// The call site's or the name's address: with `start`, what metadata names its owner by.
-    pub(crate) ident: u64,
+    /// The record's first word, for a call site's event (`EVENT`, `ASYNC`) or a short named
+    /// one (`SHORT_NAMED`); 0 for a long named one.
+    pub(crate) word: u64,
+    /// The name of a long named event (`NAMED`).
+    pub(crate) long_name: Option<&'static str>,
     pub(crate) start: u64,
     pub(crate) end: u64,
-    pub(crate) is_async: bool,
 }
 
 /// One metadata record.
@@ -147,7 +147,7 @@ pub(crate) struct RawArg {
     pub(crate) owner_start: u64,
 }
 
-/// Parses a buffer's published words into its events and metadata, in record order. A
+/// Parses a buffer's published words, calling `on_event` and `on_arg` in record order. A
 /// record cut short at the end (which a published buffer never has) ends the parse.
 ///
 /// # Safety
@@ -155,38 +155,21 @@ pub(crate) struct RawArg {
 /// `words` must have been written by this module's encoders, record after record, from the
 /// start of a buffer: the addresses they hold are then those of `'static` call sites and
 /// strings.
-pub(crate) unsafe fn decode(words: &[u64]) -> (Vec<RawEvent>, Vec<RawArg>) {
-    let mut events = Vec::new();
-    let mut args = Vec::new();
+pub(crate) unsafe fn decode(
+    words: &[u64],
+    mut on_event: impl FnMut(RawEvent),
+    mut on_arg: impl FnMut(RawArg),
+) {
     let mut at = 0;
     while let Some(slot) = words.get(at..at + SLOT) {
         let w0 = slot[0];
         let kind = w0 & KIND_MASK;
-        if kind == KIND_EVENT || kind == KIND_ASYNC {
-            let ident = w0 & !KIND_MASK;
-            // SAFETY: these records hold a call site's address (the caller's contract).
-            let site = unsafe { callsite_at(ident) };
-            events.push(RawEvent {
-                name: site.name(),
-                callsite: Some(site),
-                ident,
+        if kind == KIND_EVENT || kind == KIND_ASYNC || kind == KIND_SHORT_NAMED {
+            on_event(RawEvent {
+                word: w0,
+                long_name: None,
                 start: slot[1],
                 end: slot[2],
-                is_async: kind == KIND_ASYNC,
-            });
-            at += SLOT;
-            continue;
-        }
-        if kind == KIND_SHORT_NAMED {
-            let ptr = w0 >> 16;
-            events.push(RawEvent {
-                // SAFETY: a name's address and length (the caller's contract).
-                name: unsafe { static_str(ptr, (w0 >> 3) & (SHORT_NAME_LEN - 1)) },
-                callsite: None,
-                ident: ptr,
-                start: slot[1],
-                end: slot[2],
-                is_async: false,
             });
             at += SLOT;
             continue;
@@ -196,14 +179,12 @@ pub(crate) unsafe fn decode(words: &[u64]) -> (Vec<RawEvent>, Vec<RawArg>) {
         };
         at += 2 * SLOT;
         match kind {
-            KIND_NAMED => events.push(RawEvent {
+            KIND_NAMED => on_event(RawEvent {
+                word: 0,
                 // SAFETY: a name's address and length (the caller's contract).
-                name: unsafe { static_str(record[1], w0 >> 8) },
-                callsite: None,
-                ident: record[1],
+                long_name: Some(unsafe { static_str(record[1], w0 >> 8) }),
                 start: record[2],
                 end: record[3],
-                is_async: false,
             }),
             KIND_ARG => {
                 let payload = record[3];
@@ -227,7 +208,7 @@ pub(crate) unsafe fn decode(words: &[u64]) -> (Vec<RawEvent>, Vec<RawArg>) {
                     }
                     _ => break,
                 };
-                args.push(RawArg {
+                on_arg(RawArg {
                     // SAFETY: a key's address and length (the caller's contract).
                     key: unsafe { static_str(record[1], w0 >> 8) },
                     value,
@@ -238,7 +219,6 @@ pub(crate) unsafe fn decode(words: &[u64]) -> (Vec<RawEvent>, Vec<RawArg>) {
             _ => break,
         }
     }
-    (events, args)
 }
 
 #[cfg(test)]
@@ -295,26 +275,31 @@ mod tests {
                 })
                 .collect::<Vec<_>>(),
             vec![
-                ("site", Some(site), 10, 20, false),
-                ("site", Some(site), 11, 30, true),
-                ("short", None, 12, 13, false),
-                (long, None, 14, 15, false),
+                (site | KIND_EVENT, None, 10, 20),
+                (site | KIND_ASYNC, None, 11, 30),
+                (short_named_word("short").unwrap(), None, 12, 13),
+                (0, Some(long), 14, 15),
             ],
         );
-        // SAFETY: the words were written by this module's encoders.
-        let (events, args) = unsafe { decode(&words) };
-        let events: Vec<_> = events
-            .iter()
-            .map(|e| {
-                let site = e.callsite.map(|s| s as *const Callsite as u64);
-                (e.name, site, e.start, e.end, e.is_async)
-            })
-            .collect();
+        let parse = |words: &[u64]| {
+            let (mut events, mut args) = (Vec::new(), Vec::new());
+            // SAFETY: the words were written by this module's encoders.
+            unsafe {
+                decode(
+                    words,
+                    |e| events.push((e.word, e.long_name, e.start, e.end)),
+                    |a| args.push(a),
+                )
+            };
+            (events, args)
+        };
+        let (events, args) = parse(&words);
         assert_eq!(events, events_expected);
         assert_eq!(args, args_expected);
+        // SAFETY: the call site's address, as the event words hold it.
+        assert_eq!(unsafe { callsite_at(site) }.name(), "site");
         // A record cut short ends the parse without reading past the words.
-        // SAFETY: a prefix of the same words.
-        let (events, args) = unsafe { decode(&words[..words.len() - 1]) };
+        let (events, args) = parse(&words[..words.len() - 1]);
         assert_eq!((events.len(), args.len()), (4, 4));
     }
 }

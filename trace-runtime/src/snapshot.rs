@@ -158,55 +158,86 @@ impl ThreadRecord {
     }
 }
 
-/// One recorded scope.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
+/// One recorded scope: 32 bytes, of which the name or call site takes one word.
+///
+/// Build one with [`Event::new`] and the methods that follow it; read its times from the
+/// fields and the rest through the methods.
+#[derive(Clone)]
 pub struct Event {
-    /// The event name.
-    pub name: &'static str,
-    /// The call site, for events of `#[traced]` and `trace!` (not for [`Trace::new`]).
-    ///
-    /// [`Trace::new`]: crate::Trace::new
-    pub callsite: Option<&'static Callsite>,
+    /// The call site or name, and whether the event is an `async fn`'s (see [`Identity`]).
+    identity: Identity,
     /// Start, in nanoseconds since the session start.
     pub start_ns: u64,
     /// End, in nanoseconds since the session start.
     pub end_ns: u64,
-    /// Recorded from first poll to completion of an `async fn`.
-    pub is_async: bool,
-    /// Metadata in the order it was recorded.
-    pub metadata: Vec<(&'static str, Value<'static>)>,
+    /// Metadata in the order it was recorded; most events have none. Boxed so that an event
+    /// without any takes one word for it, not three.
+    #[allow(clippy::box_collection)]
+    metadata: Option<Box<Vec<(&'static str, Value<'static>)>>>,
 }
 
 impl Event {
     /// A synchronous event with no call site and no metadata.
     pub fn new(name: &'static str, start_ns: u64, end_ns: u64) -> Event {
         Event {
-            name,
-            callsite: None,
+            identity: Identity::of_name(name),
             start_ns,
             end_ns,
-            is_async: false,
-            metadata: Vec::new(),
+            metadata: None,
         }
     }
 
-    /// The event, recorded at `site`.
+    /// An event recorded by the runtime, in its own words.
+    pub(crate) fn recorded(identity: Identity, start: u64, end: u64) -> Event {
+        Event {
+            identity,
+            start_ns: start,
+            end_ns: end,
+            metadata: None,
+        }
+    }
+
+    /// The event, recorded at `site` (its name becomes the site's).
     pub fn at(mut self, site: &'static Callsite) -> Event {
-        self.callsite = Some(site);
+        self.identity = Identity::of_site(site, self.is_async());
         self
     }
 
     /// The event, as an `async fn`'s (from first poll to completion).
     pub fn asynchronous(mut self) -> Event {
-        self.is_async = true;
+        self.identity = self.identity.asynchronous();
         self
     }
 
     /// The event with one more metadata entry.
     pub fn with(mut self, key: &'static str, value: impl Into<Value<'static>>) -> Event {
-        self.metadata.push((key, value.into()));
+        self.metadata
+            .get_or_insert_with(Default::default)
+            .push((key, value.into()));
         self
+    }
+
+    /// The event with `metadata` in place of its metadata.
+    pub fn with_metadata(mut self, metadata: Vec<(&'static str, Value<'static>)>) -> Event {
+        self.metadata = (!metadata.is_empty()).then(|| Box::new(metadata));
+        self
+    }
+
+    /// The event name.
+    pub fn name(&self) -> &'static str {
+        self.identity.name()
+    }
+
+    /// The call site, for events of `#[traced]` and `trace!` (not for [`Trace::new`]).
+    ///
+    /// [`Trace::new`]: crate::Trace::new
+    pub fn callsite(&self) -> Option<&'static Callsite> {
+        self.identity.callsite()
+    }
+
+    /// Recorded from first poll to completion of an `async fn`.
+    pub fn is_async(&self) -> bool {
+        self.identity.is_async()
     }
 
     /// Duration in nanoseconds.
@@ -216,11 +247,142 @@ impl Event {
 
     /// The metadata value recorded under `key` last.
     pub fn metadata(&self, key: &str) -> Option<&Value<'static>> {
-        self.metadata
+        self.all_metadata()
             .iter()
             .rev()
             .find(|(k, _)| *k == key)
             .map(|(_, v)| v)
+    }
+
+    /// All metadata, in the order it was recorded.
+    pub fn all_metadata(&self) -> &[(&'static str, Value<'static>)] {
+        self.metadata.as_deref().map_or(&[], Vec::as_slice)
+    }
+
+    /// The identity metadata names the event by: its call site's or its name's address.
+    pub(crate) fn ident(&self) -> u64 {
+        self.identity.ident()
+    }
+
+    /// Attaches metadata found for the event.
+    pub(crate) fn push_metadata(&mut self, key: &'static str, value: Value<'static>) {
+        self.metadata
+            .get_or_insert_with(Default::default)
+            .push((key, value));
+    }
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+            && self.callsite().map(|s| s as *const Callsite)
+                == other.callsite().map(|s| s as *const Callsite)
+            && self.start_ns == other.start_ns
+            && self.end_ns == other.end_ns
+            && self.is_async() == other.is_async()
+            && self.all_metadata() == other.all_metadata()
+    }
+}
+
+impl std::fmt::Debug for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Event")
+            .field("name", &self.name())
+            .field("callsite", &self.callsite())
+            .field("start_ns", &self.start_ns)
+            .field("end_ns", &self.end_ns)
+            .field("is_async", &self.is_async())
+            .field("metadata", &self.all_metadata())
+            .finish()
+    }
+}
+
+/// An event's call site or name in one word, as the recorder's records hold them: the low
+/// three bits say which, and bit 0 marks an `async fn`'s event.
+///
+/// | tag | word                                                                       |
+/// |-----|----------------------------------------------------------------------------|
+/// | 0, 1 | a `&'static Callsite`'s address (8-aligned)                               |
+/// | 4, 5 | a `&'static str` name: address `<< 16`, length `<< 3` (under 8 KiB, addresses below 2^48) |
+/// | 2, 3 | any other name: its index in a process-wide table `<< 3`                  |
+///
+/// Only the constructors below make one, so the word always holds what its tag says.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Identity(u64);
+
+const TAG_SITE: u64 = 0;
+const TAG_LONG_NAME: u64 = 2;
+const TAG_SHORT_NAME: u64 = 4;
+const TAG_ASYNC: u64 = 1;
+const SHORT_NAME_LEN: u64 = 1 << 13;
+
+/// Names that do not fit a word: rare (8 KiB and more), kept for the life of the process.
+static LONG_NAMES: std::sync::RwLock<Vec<&'static str>> = std::sync::RwLock::new(Vec::new());
+
+impl Identity {
+    /// A call site's events.
+    pub(crate) fn of_site(site: &'static Callsite, is_async: bool) -> Identity {
+        Identity(site as *const Callsite as u64 | TAG_SITE | u64::from(is_async))
+    }
+
+    /// A name's events.
+    pub(crate) fn of_name(name: &'static str) -> Identity {
+        let (ptr, len) = (name.as_ptr() as u64, name.len() as u64);
+        if ptr >> 48 == 0 && len < SHORT_NAME_LEN {
+            return Identity(ptr << 16 | len << 3 | TAG_SHORT_NAME);
+        }
+        let mut names = LONG_NAMES.write().unwrap_or_else(|p| p.into_inner());
+        let index = match names.iter().position(|n| std::ptr::eq(*n, name)) {
+            Some(index) => index,
+            None => {
+                names.push(name);
+                names.len() - 1
+            }
+        };
+        Identity((index as u64) << 3 | TAG_LONG_NAME)
+    }
+
+    /// A record's first word (see `record`): a call site's event (kinds `EVENT`, `ASYNC`) or
+    /// a short named event (`SHORT_NAMED`) is the same word.
+    pub(crate) fn of_record_word(w0: u64) -> Identity {
+        Identity(w0)
+    }
+
+    fn asynchronous(self) -> Identity {
+        Identity(self.0 | TAG_ASYNC)
+    }
+
+    fn is_async(self) -> bool {
+        self.0 & TAG_ASYNC != 0
+    }
+
+    fn callsite(self) -> Option<&'static Callsite> {
+        // SAFETY: a site tag is only set with a `&'static Callsite`'s address (`of_site`, or a
+        // record word of kind EVENT or ASYNC, which holds one).
+        (self.0 & 6 == TAG_SITE).then(|| unsafe { crate::record::callsite_at(self.0 & !7) })
+    }
+
+    fn name(self) -> &'static str {
+        match self.0 & 6 {
+            TAG_SITE => self.callsite().map_or("", Callsite::name),
+            // SAFETY: a short name's word holds the address and length of a `&'static str`.
+            TAG_SHORT_NAME => unsafe {
+                crate::record::static_str(self.0 >> 16, (self.0 >> 3) & (SHORT_NAME_LEN - 1))
+            },
+            _ => {
+                let names = LONG_NAMES.read().unwrap_or_else(|p| p.into_inner());
+                names.get((self.0 >> 3) as usize).copied().unwrap_or("")
+            }
+        }
+    }
+
+    /// The address metadata names its event by (see `record`).
+    fn ident(self) -> u64 {
+        match self.0 & 6 {
+            TAG_SITE => self.0 & !7,
+            TAG_SHORT_NAME => self.0 >> 16,
+            _ => self.name().as_ptr() as u64,
+        }
     }
 }
 

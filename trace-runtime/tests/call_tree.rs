@@ -159,6 +159,6 @@ fn a_later_events_session_records_events_again() {
     }
     let snapshot = session::stop().expect("stop");
     assert!(snapshot.call_trees().is_empty());
-    let names: Vec<&str> = snapshot.events().map(|(_, e)| e.name).collect();
+    let names: Vec<&str> = snapshot.events().map(|(_, e)| e.name()).collect();
     assert_eq!(names, ["event"]);
 }

@@ -19,7 +19,7 @@ fn record(config: SessionConfig, body: impl FnOnce()) -> Snapshot {
 }
 
 fn names(snapshot: &Snapshot) -> Vec<&'static str> {
-    snapshot.events().map(|(_, e)| e.name).collect()
+    snapshot.events().map(|(_, e)| e.name()).collect()
 }
 
 #[test]
@@ -40,7 +40,7 @@ fn nested_guards_nest_in_time_and_keep_metadata() {
     assert!(outer.start_ns <= inner.start_ns && inner.end_ns <= outer.end_ns);
     assert_eq!(outer.metadata("step_num"), Some(&Value::Int(7)));
     assert_eq!(outer.metadata("loss"), Some(&Value::Float(0.5)));
-    assert!(inner.metadata.is_empty());
+    assert!(inner.all_metadata().is_empty());
     assert_eq!(snapshot.dropped(), 0);
 }
 
@@ -54,8 +54,8 @@ fn call_sites_from_the_private_macro_are_registered() {
         let _g = trace_runtime::__private::enter(site());
     });
     let event = &snapshot.threads()[0].events[0];
-    assert_eq!(event.name, "registered_site");
-    assert_eq!(event.callsite, Some(site()));
+    assert_eq!(event.name(), "registered_site");
+    assert_eq!(event.callsite(), Some(site()));
     assert!(trace_runtime::callsites().any(|s| std::ptr::eq(s, site())));
 }
 
@@ -72,7 +72,7 @@ fn free_set_metadata_goes_to_the_innermost_open_event() {
         trace_runtime::set_metadata("after_inner", 3u8);
     });
     let events = &snapshot.threads()[0].events;
-    assert_eq!(events[1].name, "inner");
+    assert_eq!(events[1].name(), "inner");
     assert_eq!(events[1].metadata("in_cache"), Some(&Value::Bool(true)));
     assert_eq!(
         events[1].metadata("function_name"),
@@ -128,7 +128,7 @@ fn a_thread_that_exits_before_stop_keeps_its_events() {
         .find(|t| t.name == "loader")
         .expect("loader thread");
     assert_eq!(loader.events.len(), 10);
-    assert!(loader.events.iter().all(|e| e.name == "load"));
+    assert!(loader.events.iter().all(|e| e.name() == "load"));
 }
 
 #[test]
@@ -242,7 +242,7 @@ fn a_reused_buffer_starts_empty_in_the_next_session() {
     assert_eq!(names(&second), ["second"]);
     assert_eq!(second.dropped(), 0, "the drop count starts again at zero");
     let event = &second.threads()[0].events[0];
-    assert_eq!(event.metadata, [("step_num", Value::Int(2))]);
+    assert_eq!(event.all_metadata(), [("step_num", Value::Int(2))]);
 
     // A larger capacity: a new buffer, and the old one is not read.
     let third = record(

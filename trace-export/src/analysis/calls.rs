@@ -148,7 +148,7 @@ impl<N: Copy + Eq + Hash> Replay<N> {
 pub(crate) fn fold_events(events: &[Event]) -> Vec<CallPath> {
     let mut replay = Replay::new();
     for event in events {
-        replay.call(event.name, event.callsite, event.start_ns, event.end_ns);
+        replay.call(event.name(), event.callsite(), event.start_ns, event.end_ns);
     }
     replay.finish().paths(|ns| ns, |ns| ns)
 }

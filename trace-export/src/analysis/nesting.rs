@@ -28,7 +28,7 @@ impl OpenEvents {
 pub(crate) fn nests_on_one_line(events: &[Event]) -> bool {
     let mut open = OpenEvents::default();
     for event in events {
-        if event.is_async || !open.admits(event) {
+        if event.is_async() || !open.admits(event) {
             return false;
         }
         open.open(event);

@@ -68,7 +68,7 @@ where
             ..Default::default()
         };
         for (position, event) in line.into_iter().enumerate() {
-            if event.metadata.is_empty() {
+            if event.all_metadata().is_empty() {
                 continue;
             }
             let Some(step) = step_num(event) else {

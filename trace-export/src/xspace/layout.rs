@@ -183,12 +183,12 @@ fn visit_line<'s, V: Visitor<'s>>(line: &'s LinePlan<'_>, markers: &[usize], vis
             added = Added::Link(step_link_id(step));
         }
         visitor.event(&EventView {
-            name: event.name,
+            name: event.name(),
             suffix: "",
             offset_ps,
             duration_ps,
             stats: Stats::Recorded {
-                metadata: &event.metadata,
+                metadata: event.all_metadata(),
                 added,
             },
         });
@@ -199,7 +199,7 @@ fn visit_line<'s, V: Visitor<'s>>(line: &'s LinePlan<'_>, markers: &[usize], vis
             .is_some_and(|next| next.start_ns < event.end_ns);
         if marker.is_some() && !has_child {
             visitor.event(&EventView {
-                name: event.name,
+                name: event.name(),
                 suffix: SELF_SUFFIX,
                 offset_ps,
                 duration_ps,
@@ -224,7 +224,7 @@ fn plan_thread<'a>(thread: &'a ThreadRecord, lines: &mut Vec<LinePlan<'a>>) {
         return;
     }
     let (sync, asynchronous): (Vec<usize>, Vec<usize>) =
-        (0..events.len()).partition(|&i| !events[i].is_async);
+        (0..events.len()).partition(|&i| !events[i].is_async());
     for (k, picked) in nest_into_lines(events, sync).into_iter().enumerate() {
         let name = match k {
             0 => thread.name.clone(),

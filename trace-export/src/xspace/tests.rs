@@ -43,14 +43,11 @@ fn asynchronous(name: &'static str, start_ns: u64, end_ns: u64) -> Event {
 
 /// `event` with the given metadata.
 fn described(event: Event, metadata: Vec<(&'static str, Value<'static>)>) -> Event {
-    let mut event = event;
-    event.metadata = metadata;
-    event
+    event.with_metadata(metadata)
 }
 
-fn with(mut event: Event, key: &'static str, value: impl Into<Value<'static>>) -> Event {
-    event.metadata.push((key, value.into()));
-    event
+fn with(event: Event, key: &'static str, value: impl Into<Value<'static>>) -> Event {
+    event.with(key, value)
 }
 
 fn step(name: &'static str, step: i64, start_ns: u64, end_ns: u64) -> Event {
@@ -257,10 +254,15 @@ fn moved(snapshot: &Snapshot) -> Snapshot {
     };
     for thread in threads {
         for event in &mut thread.events {
-            event.name = elsewhere(event.name);
-            for (key, _) in &mut event.metadata {
-                *key = elsewhere(key);
+            let metadata = (event.all_metadata().iter())
+                .map(|(key, value)| (elsewhere(key), value.clone()))
+                .collect();
+            let mut copy = Event::new(elsewhere(event.name()), event.start_ns, event.end_ns)
+                .with_metadata(metadata);
+            if event.is_async() {
+                copy = copy.asynchronous();
             }
+            *event = copy;
         }
     }
     snapshot

@@ -4,28 +4,42 @@
 
 use crate::calltree::ThreadTree;
 use crate::clock::Calibration;
-use crate::record::{self, RawEvent};
+use crate::record::{self, RawEvent, SLOT};
 use crate::registry::{self, Registry};
-use crate::snapshot::{Event, RecordMode, Recording, Snapshot, ThreadCallTree, ThreadRecord};
-use crate::value::Value;
+use crate::snapshot::{
+    Event, Identity, RecordMode, Recording, Snapshot, ThreadCallTree, ThreadRecord,
+};
 
 /// The snapshot of a stopped session: its buffers read, or its call trees. Events are kept
 /// when their ticks lie within `[start, stop_ticks]`; every time is converted by
 /// `calibration` alone.
+///
+/// Memory stays near the snapshot's own size: each buffer is parsed in place into 32-byte
+/// events and its pages are given back at once; events are put in start order by a linear
+/// pass, in place (see [`order_by_start`]), not by a general sort into a second vector.
 pub(crate) fn snapshot(active: Registry, stop_ticks: u64, calibration: &Calibration) -> Snapshot {
     let window = active.start.ticks..=stop_ticks;
-    let mut threads = Vec::with_capacity(active.buffers.len());
+    let mut threads: Vec<Vec<Event>> = Vec::with_capacity(active.buffers.len());
     let mut args = Vec::new();
     for buffer in &active.buffers {
         // Every event is kept until its metadata found it; only then are those outside
         // the session left out, so that their metadata cannot be taken for another's.
-        // SAFETY: a buffer is written only by the recorder, with `record`'s encoders.
-        let (mut events, thread_args) = unsafe { record::decode(&buffer.published()) };
-        // Records arrive in completion order, each caller after its callees: nearly
-        // sorted by start, which the stable sort handles in long runs.
-        events.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
-        args.extend(thread_args.into_iter().map(|arg| (threads.len(), arg)));
-        threads.push((buffer, events));
+        // Times stay in ticks until then.
+        let thread = threads.len();
+        let mut events = Vec::with_capacity(buffer.published_words() / SLOT);
+        buffer.read_published(|words| {
+            // SAFETY: a buffer is written only by the recorder, with `record`'s encoders.
+            unsafe {
+                record::decode(
+                    words,
+                    |raw| events.push(event_of(raw)),
+                    |arg| args.push((thread, arg)),
+                )
+            }
+        });
+        buffer.release_pages();
+        order_by_start(&mut events);
+        threads.push(events);
     }
 
     // Metadata of a guard names its event by (identity, start), looked up on the guard's
@@ -33,64 +47,47 @@ pub(crate) fn snapshot(active: Registry, stop_ticks: u64, calibration: &Calibrat
     // async fn that moved has its event on another thread, found in a second pass among
     // async events only (a sync scope never moves).
     // Free `set_metadata` names a time instead. Events are sorted by start, so each
-    // lookup is a binary search; metadata is kept per thread as (event, key, value).
-    type Attached = Vec<(usize, &'static str, Value<'static>)>;
-    let mut metadata: Vec<Attached> = vec![Vec::new(); threads.len()];
+    // lookup is a binary search.
     let mut moved = Vec::new();
     for (thread, arg) in args {
-        let events = &threads[thread].1;
+        let events = &mut threads[thread];
         let owner = if arg.owner_ident != 0 {
             owner_of(events, arg.owner_ident, arg.owner_start)
         } else {
             innermost_at(events, arg.owner_start)
         };
         match owner {
-            Some(i) => metadata[thread].push((i, arg.key, arg.value)),
+            Some(i) => events[i].push_metadata(arg.key, arg.value),
             None if arg.owner_ident != 0 => moved.push(arg),
             None => {}
         }
     }
     for arg in moved {
-        let found = threads.iter().enumerate().find_map(|(t, (_, events))| {
+        let found = threads.iter().enumerate().find_map(|(t, events)| {
             owner_of(events, arg.owner_ident, arg.owner_start)
-                .filter(|&i| events[i].is_async)
+                .filter(|&i| events[i].is_async())
                 .map(|i| (t, i))
         });
         if let Some((t, i)) = found {
-            metadata[t].push((i, arg.key, arg.value));
+            threads[t][i].push_metadata(arg.key, arg.value);
         }
     }
 
-    let threads = threads
-        .into_iter()
-        .zip(metadata)
-        .map(|((buffer, events), mut attached)| {
-            // Stable: an event's metadata stays in the order it was recorded.
-            attached.sort_by_key(|&(i, _, _)| i);
-            let mut attached = attached.into_iter().peekable();
-            let events = events
-                .into_iter()
-                .enumerate()
-                .filter_map(|(i, raw)| {
-                    let mut metadata = Vec::new();
-                    while let Some((_, key, value)) = attached.next_if(|&(at, _, _)| at == i) {
-                        metadata.push((key, value));
-                    }
-                    // Keep what ran inside the session: not a scope entered during an
-                    // earlier session, nor one that ended after this one stopped.
-                    let inside = window.contains(&raw.start)
-                        && window.contains(&raw.end)
-                        && raw.start <= raw.end;
-                    inside.then(|| Event {
-                        name: raw.name,
-                        callsite: raw.callsite,
-                        start_ns: calibration.ns_since_start(raw.start),
-                        end_ns: calibration.ns_since_start(raw.end),
-                        is_async: raw.is_async,
-                        metadata,
-                    })
-                })
-                .collect();
+    let threads = active
+        .buffers
+        .iter()
+        .zip(threads)
+        .map(|(buffer, mut events)| {
+            // Keep what ran inside the session: not a scope entered during an earlier
+            // session, nor one that ended after this one stopped. Then ticks become ns.
+            events.retain_mut(|event| {
+                let (start, end) = (event.start_ns, event.end_ns);
+                let inside = window.contains(&start) && window.contains(&end) && start <= end;
+                event.start_ns = calibration.ns_since_start(start);
+                event.end_ns = calibration.ns_since_start(end);
+                inside
+            });
+            events.shrink_to_fit();
             ThreadRecord {
                 thread_id: buffer.thread_id,
                 name: buffer.thread_name.clone(),
@@ -132,20 +129,112 @@ pub(crate) fn snapshot(active: Registry, stop_ticks: u64, calibration: &Calibrat
     }
 }
 
-/// The event of a sorted line that started at `start` with identity `ident`.
-fn owner_of(events: &[RawEvent], ident: u64, start: u64) -> Option<usize> {
-    let first = events.partition_point(|e| e.start < start);
+/// An event of the recorder's, in ticks until the snapshot converts it.
+fn event_of(raw: RawEvent) -> Event {
+    let identity = match raw.long_name {
+        Some(name) => Identity::of_name(name),
+        None => Identity::of_record_word(raw.word),
+    };
+    Event::recorded(identity, raw.start, raw.end)
+}
+
+/// Puts one thread's events, read in the order they completed, in start order, the longer
+/// first on ties (so a caller precedes its callees).
+///
+/// A thread's records complete callee before caller: for scopes that nest, the completion
+/// order is the call tree in post-order. One pass rebuilds the tree (each completing event
+/// adopts the earlier events that started no earlier than it did) and a second lays it out
+/// in pre-order, which is start order; the events then move to their places in place. Scopes
+/// that overlap partially (a guard held across `.await`, async events) can defeat that: the
+/// result is checked, and sorted when it is not in order.
+pub(crate) fn order_by_start(events: &mut [Event]) {
+    let in_order = |e: &[Event]| {
+        e.windows(2).all(|w| {
+            w[0].start_ns < w[1].start_ns
+                || (w[0].start_ns == w[1].start_ns && w[0].end_ns >= w[1].end_ns)
+        })
+    };
+    if in_order(events) {
+        return;
+    }
+    if let Some(mut place) = preorder_places(events) {
+        for i in 0..events.len() {
+            while place[i] as usize != i {
+                let j = place[i] as usize;
+                events.swap(i, j);
+                place.swap(i, j);
+            }
+        }
+        if in_order(events) {
+            return;
+        }
+    }
+    events.sort_by(|a, b| a.start_ns.cmp(&b.start_ns).then(b.end_ns.cmp(&a.end_ns)));
+}
+
+/// Where each event goes in pre-order of the call tree its completion order describes (see
+/// [`order_by_start`]); `None` when there are too many events to number with `u32`.
+fn preorder_places(events: &[Event]) -> Option<Vec<u32>> {
+    const NONE: u32 = u32::MAX;
+    let n = u32::try_from(events.len()).ok().filter(|&n| n < NONE)?;
+    // Subtree sizes, then (reusing the vector) places; children as linked lists in order.
+    let mut size_then_place = vec![1u32; n as usize];
+    let mut first_child = vec![NONE; n as usize];
+    let mut next_sibling = vec![NONE; n as usize];
+    let mut roots: Vec<u32> = Vec::new();
+    for i in 0..n {
+        let start = events[i as usize].start_ns;
+        let mut children = NONE;
+        // The open roots start in increasing order: those that started at or after this
+        // event are its children, and they are on top.
+        while let Some(&j) = roots.last() {
+            if events[j as usize].start_ns < start {
+                break;
+            }
+            roots.pop();
+            size_then_place[i as usize] += size_then_place[j as usize];
+            next_sibling[j as usize] = children;
+            children = j;
+        }
+        first_child[i as usize] = children;
+        roots.push(i);
+    }
+    let mut place = 0u32;
+    for &root in &roots {
+        let size = size_then_place[root as usize];
+        size_then_place[root as usize] = place;
+        place += size;
+    }
+    // A caller completes after its callees: from the last event back, each caller's place
+    // is known before its callees get theirs.
+    for i in (0..n as usize).rev() {
+        let mut place = size_then_place[i] + 1;
+        let mut child = first_child[i];
+        while child != NONE {
+            let size = size_then_place[child as usize];
+            size_then_place[child as usize] = place;
+            place += size;
+            child = next_sibling[child as usize];
+        }
+    }
+    Some(size_then_place)
+}
+
+/// The event of a sorted line that started at `start` with identity `ident` (times in
+/// ticks).
+fn owner_of(events: &[Event], ident: u64, start: u64) -> Option<usize> {
+    let first = events.partition_point(|e| e.start_ns < start);
     events[first..]
         .iter()
-        .take_while(|e| e.start == start)
-        .position(|e| e.ident == ident)
+        .take_while(|e| e.start_ns == start)
+        .position(|e| e.ident() == ident)
         .map(|k| first + k)
 }
 
-/// The innermost event of a sorted line that contains `time`.
-fn innermost_at(events: &[RawEvent], time: u64) -> Option<usize> {
-    let started = events.partition_point(|e| e.start <= time);
-    (0..started).rev().find(|&i| events[i].end >= time)
+/// The innermost event of a sorted line that contains `time` (in ticks).
+fn innermost_at(events: &[Event], time: u64) -> Option<usize> {
+    let started = events.partition_point(|e| e.start_ns <= time);
+    (0..started).rev().find(|&i| events[i].end_ns >= time)
 }
 
 /// A sealed thread call tree, in nanoseconds.
@@ -165,6 +254,7 @@ mod tests {
     use crate::clock::{self, Anchor};
     use crate::record::{arg_record, short_named_word};
     use crate::snapshot::RecordMode;
+    use crate::value::Value;
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
@@ -236,7 +326,7 @@ mod tests {
                 let calibration = Calibration::with_rate(&start, session_rate * drift);
                 let snapshot = snapshot(active, stop_ticks, &calibration);
                 let events = &snapshot.threads()[0].events;
-                let mut kept: Vec<_> = events.iter().map(|e| e.name).collect();
+                let mut kept: Vec<_> = events.iter().map(|e| e.name()).collect();
                 let mut expected: Vec<_> =
                     records.iter().filter(|r| inside(r)).map(|r| r.0).collect();
                 kept.sort_unstable();
@@ -249,7 +339,7 @@ mod tests {
                         snapshot.duration_ns
                     );
                 }
-                let at = |name| events.iter().find(|e| e.name == name).unwrap();
+                let at = |name| events.iter().find(|e| e.name() == name).unwrap();
                 for child in ["inner_first", "inner_last", "middle", "instant"] {
                     let (parent, child) = (at("outer"), at(child));
                     assert!(parent.start_ns <= child.start_ns && child.end_ns <= parent.end_ns);
@@ -294,6 +384,75 @@ mod tests {
         assert_eq!(events.len(), 1, "{events:?}");
         let (thread, event) = events[0];
         assert_eq!(thread, 2);
-        assert_eq!(event.metadata, vec![("seq", Value::UInt(3))]);
+        assert_eq!(event.all_metadata(), vec![("seq", Value::UInt(3))]);
+    }
+
+    /// Events in the order a thread completes them (as its buffer holds them), from nested
+    /// scopes, scopes that overlap partially and zero-length ones, come out in start order,
+    /// the longer first on ties, none lost: as a sort would put them.
+    #[test]
+    fn completion_order_becomes_start_order() {
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for case in 0..300 {
+            // A thread's scopes: opened and closed at increasing times, mostly nested
+            // (closing the innermost), sometimes closing another (a guard across `.await`).
+            let (mut open, mut done, mut now) = (Vec::<u64>::new(), Vec::new(), 0u64);
+            for _ in 0..(case % 40) * 3 {
+                // Even cases move time on at every step; odd ones let events tie.
+                now += next(3) + u64::from(case % 2 == 0);
+                if open.is_empty() || next(2) == 0 {
+                    open.push(now);
+                } else {
+                    let k = if case % 3 == 0 {
+                        next(open.len() as u64) as usize
+                    } else {
+                        open.len() - 1
+                    };
+                    done.push((open.remove(k), now));
+                }
+            }
+            let names = ["a", "b", "c"];
+            let mut events: Vec<Event> = done
+                .iter()
+                .enumerate()
+                .map(|(i, &(start, end))| Event::new(names[i % 3], start, end))
+                .collect();
+            let times = |e: &[Event]| e.iter().map(|e| (e.start_ns, e.end_ns)).collect::<Vec<_>>();
+            if case % 3 != 0 && case % 2 == 0 {
+                // Nested scopes need no sort: the pre-order places alone put them in order
+                // (ties at equal times may take the sort instead).
+                let places = preorder_places(&events).unwrap();
+                let mut placed = events.clone();
+                for (event, &place) in events.iter().zip(&places) {
+                    placed[place as usize] = event.clone();
+                }
+                assert!(
+                    placed
+                        .windows(2)
+                        .all(|w| (w[0].start_ns, std::cmp::Reverse(w[0].end_ns))
+                            <= (w[1].start_ns, std::cmp::Reverse(w[1].end_ns))),
+                    "case {case}: {:?} from {:?}",
+                    times(&placed),
+                    times(&events)
+                );
+            }
+            let mut sorted = events.clone();
+            sorted.sort_by(|a, b| a.start_ns.cmp(&b.start_ns).then(b.end_ns.cmp(&a.end_ns)));
+            order_by_start(&mut events);
+            let times = |e: &[Event]| e.iter().map(|e| (e.start_ns, e.end_ns)).collect::<Vec<_>>();
+            assert_eq!(times(&events), times(&sorted), "case {case}");
+            let names_of = |e: &[Event]| {
+                let mut n: Vec<_> = e.iter().map(|e| (e.start_ns, e.end_ns, e.name())).collect();
+                n.sort_unstable();
+                n
+            };
+            assert_eq!(names_of(&events), names_of(&sorted));
+        }
     }
 }

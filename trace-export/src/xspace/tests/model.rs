@@ -314,19 +314,19 @@ pub(super) fn check_read_back(snapshot: &Snapshot, host: &str, space: &XSpace) {
                 let found = (from..thread.events.len()).find(|&i| {
                     let recorded = &thread.events[i];
                     !used[i]
-                        && recorded.is_async == is_async
-                        && names.event(event) == recorded.name
+                        && recorded.is_async() == is_async
+                        && names.event(event) == recorded.name()
                         && offset_ps(event) == ns_to_ps(recorded.start_ns)
                         && event.duration_ps == ns_to_ps(recorded.end_ns - recorded.start_ns)
-                        && event.stats.len() >= recorded.metadata.len()
-                        && (recorded.metadata.iter().zip(&event.stats)).all(|((k, v), s)| {
+                        && event.stats.len() >= recorded.all_metadata().len()
+                        && (recorded.all_metadata().iter().zip(&event.stats)).all(|((k, v), s)| {
                             names.stat(s) == *k && same_value(&s.value, &Some(stored(k, v)))
                         })
                 });
                 if let Some(i) = found {
                     used[i] = true;
                     from = i + 1;
-                    let added = &event.stats[thread.events[i].metadata.len()..];
+                    let added = &event.stats[thread.events[i].all_metadata().len()..];
                     items.push(Item::Recorded {
                         event: &thread.events[i],
                         index: i,
@@ -344,7 +344,7 @@ pub(super) fn check_read_back(snapshot: &Snapshot, host: &str, space: &XSpace) {
                     panic!("{:?}: an event that was not recorded", names.event(event));
                 };
                 assert!(added.first().is_some_and(|s| names.stat(s) == "_r"));
-                assert_eq!(names.event(event), format!("{}/self", marker.name));
+                assert_eq!(names.event(event), format!("{}/self", marker.name()));
                 assert_eq!(offset_ps(event), ns_to_ps(marker.start_ns));
                 assert_eq!(event.duration_ps, ns_to_ps(marker.end_ns - marker.start_ns));
                 let stats: Vec<_> = (event.stats.iter())
@@ -390,7 +390,7 @@ pub(super) fn check_read_back(snapshot: &Snapshot, host: &str, space: &XSpace) {
                             && event.start_ns < f.end_ns
                             && f.end_ns < event.end_ns
                     });
-                    assert!(blocked, "{:?} could go on an earlier line", event.name);
+                    assert!(blocked, "{:?} could go on an earlier line", event.name());
                 }
             }
         }
@@ -452,14 +452,19 @@ pub(super) fn check_read_back(snapshot: &Snapshot, host: &str, space: &XSpace) {
                     Some(n) => vec![int("_r", 1), int("_pt", 1), int("_p", n as i64 + 1)],
                     None => Vec::new(),
                 };
-                assert_eq!(added, expected, "stats added to {:?}", event.name);
+                assert_eq!(added, expected, "stats added to {:?}", event.name());
                 if marker.is_some() {
                     // xprof keeps only steps with work inside: a marker with no nested
                     // event is followed by one that stands for its own time.
                     let next = line.items.get(position + 1);
                     let has_child = matches!(next, Some(Item::Recorded { event: n, .. }) if n.start_ns < event.end_ns);
                     let synthetic = matches!(next, Some(Item::Synthetic));
-                    assert_eq!(synthetic, !has_child, "{:?}'s synthetic child", event.name);
+                    assert_eq!(
+                        synthetic,
+                        !has_child,
+                        "{:?}'s synthetic child",
+                        event.name()
+                    );
                 }
                 continue;
             }
@@ -481,12 +486,12 @@ pub(super) fn check_read_back(snapshot: &Snapshot, host: &str, space: &XSpace) {
                     assert!(
                         in_linked || !windows.iter().any(inside),
                         "{:?} lies in a step's window",
-                        event.name
+                        event.name()
                     );
                     Vec::new()
                 }
             };
-            assert_eq!(added, expected, "stats added to {:?}", event.name);
+            assert_eq!(added, expected, "stats added to {:?}", event.name());
         }
     }
 }
