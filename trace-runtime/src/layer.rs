@@ -156,6 +156,9 @@ mod imp {
         epoch: u64,
         open_len: usize,
         open: [Open; DEPTH],
+        /// Slots of `pending` in use: most spans are entered right after they are made, so
+        /// this is mostly 0 or 1, and 0 spares the searches.
+        pending_len: usize,
         pending: [Pending; PENDING],
         fields_len: usize,
         fields: [Staged; FIELDS],
@@ -211,6 +214,7 @@ mod imp {
                 epoch: 0,
                 open_len: 0,
                 open: [const { Open { id: 0, guard: NO_GUARD } }; DEPTH],
+                pending_len: 0,
                 pending: [NO_SPAN; PENDING],
                 fields_len: 0,
                 fields: [NO_FIELD; FIELDS],
@@ -241,6 +245,7 @@ mod imp {
     impl State {
         fn clear_pending(&mut self) {
             self.pending = [NO_SPAN; PENDING];
+            self.pending_len = 0;
             self.fields_len = 0;
             self.bytes_len = 0;
         }
@@ -251,8 +256,12 @@ mod imp {
             (0..self.open_len).rev().find(|&i| self.open[i].id == id)
         }
 
+        /// The pending slot of span `id`, which is not 0.
         #[inline(always)]
         fn find_pending(&self, id: u64) -> Option<usize> {
+            if self.pending_len == 0 {
+                return None;
+            }
             self.pending.iter().position(|p| p.id == id)
         }
 
@@ -260,13 +269,14 @@ mod imp {
         /// over: a bound that costs nothing to keep, and most spans are entered right after
         /// they are made.
         fn stage(&mut self, id: u64, metadata: &'static Metadata<'static>, attrs: &Attributes<'_>) {
-            let slot = match self.find_pending(0) {
+            let slot = match self.pending.iter().position(|p| p.id == 0) {
                 Some(slot) => slot,
                 None => {
                     self.clear_pending();
                     0
                 }
             };
+            self.pending_len += 1;
             self.pending[slot] = Pending {
                 id,
                 metadata: Some(metadata),
@@ -284,6 +294,7 @@ mod imp {
             let slot = self.find_pending(id)?;
             let metadata = self.pending[slot].metadata;
             self.pending[slot] = NO_SPAN;
+            self.pending_len -= 1;
             metadata
         }
 
@@ -316,7 +327,7 @@ mod imp {
         /// Frees the staging area once no span waits for its first entry.
         #[inline(always)]
         fn forget_done(&mut self) {
-            if self.pending.iter().all(|p| p.id == 0) {
+            if self.pending_len == 0 {
                 self.fields_len = 0;
                 self.bytes_len = 0;
             }
@@ -414,7 +425,9 @@ mod imp {
                 state.find_open(id)?
             };
             let guard = std::mem::replace(&mut state.open[at].guard, NO_GUARD);
-            state.open[at..len].rotate_left(1);
+            if at + 1 < len {
+                state.open[at..len].rotate_left(1);
+            }
             state.open_len = len - 1;
             Some(ManuallyDrop::into_inner(guard))
         });
