@@ -487,3 +487,59 @@ fn a_step_num_field_makes_overview_page_steps() {
         "{threads}"
     );
 }
+
+#[instrument]
+fn recurse(depth: u32) -> u32 {
+    if depth == 0 {
+        0
+    } else {
+        1 + recurse(depth - 1)
+    }
+}
+
+#[test]
+fn entries_deeper_than_the_stack_are_counted_as_dropped() {
+    let _l = session_lock();
+    let session = Session::start("tracing-deep", 2);
+    assert_eq!(recurse(99), 99);
+    recurse(3);
+    let report = session.stop();
+    let events = events(&report.xplane);
+    // A thread keeps 64 entries open at once: the 36 deeper calls are dropped and counted.
+    assert_eq!(named(&events, "recurse").len(), 64 + 4);
+    assert_eq!(report.dropped, 36);
+    let depths: Vec<_> = named(&events, "recurse")
+        .iter()
+        .filter_map(|e| match e.stat("depth") {
+            Some(Stat::UInt(d)) => Some(*d),
+            _ => None,
+        })
+        .collect();
+    let expected: Vec<u64> = (36..100).rev().chain((0..4).rev()).collect();
+    assert_eq!(depths, expected);
+}
+
+#[test]
+fn a_span_made_on_one_thread_and_entered_on_another_records_its_entries() {
+    let _l = session_lock();
+    let session = Session::start("tracing-moved", 2);
+    let span = tracing::info_span!("moved", made_here = true);
+    let mut threads = Threads::default();
+    threads.spawn("enterer", move || {
+        span.in_scope(|| tracing::info_span!("inside", n = 5).in_scope(|| ()));
+        span.in_scope(|| ());
+    });
+    threads.join();
+    tracing::info_span!("after", n = 6).in_scope(|| ());
+    let report = session.stop();
+    let events = events(&report.xplane);
+    let moved = named(&events, "moved");
+    assert_eq!(moved.len(), 2);
+    assert!(moved.iter().all(|e| e.thread == "enterer"));
+    // Fields given at creation stay on the creating thread.
+    assert!(moved.iter().all(|e| e.stats.is_empty()), "{moved:#?}");
+    assert!(moved[0].contains(only(&events, "inside")));
+    assert_eq!(only(&events, "inside").stat("n"), Some(&Stat::Int(5)));
+    assert_eq!(only(&events, "after").stat("n"), Some(&Stat::Int(6)));
+    assert_eq!(report.dropped, 0);
+}

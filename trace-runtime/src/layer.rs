@@ -139,7 +139,7 @@ mod imp {
     use crate::Trace;
 
     /// Entries open at once on one thread; deeper ones are counted as dropped.
-    const DEPTH: usize = 32;
+    const DEPTH: usize = 64;
     /// Spans created on one thread and not entered yet whose fields are kept for their first
     /// entry.
     const PENDING: usize = 8;
@@ -269,9 +269,17 @@ mod imp {
         /// over: a bound that costs nothing to keep, and most spans are entered right after
         /// they are made.
         fn stage(&mut self, id: u64, metadata: &'static Metadata<'static>, attrs: &Attributes<'_>) {
-            let slot = match self.pending.iter().position(|p| p.id == 0) {
-                Some(slot) => slot,
-                None => {
+            // A span that closed on another thread leaves its slot here, and `tracing` may
+            // reuse its id.
+            if self.take_pending(id).is_some() {
+                self.forget_fields(id);
+            }
+            let free = self.pending.iter().position(|p| p.id == 0);
+            let fits =
+                self.fields_len + metadata.fields().len() <= FIELDS && self.bytes_len <= BYTES / 2;
+            let slot = match free {
+                Some(slot) if fits => slot,
+                _ => {
                     self.clear_pending();
                     0
                 }
@@ -298,6 +306,16 @@ mod imp {
             metadata
         }
 
+        /// Forgets `id`'s staged fields; frees the staging area once no span waits.
+        fn forget_fields(&mut self, id: u64) {
+            for field in &mut self.fields[..self.fields_len] {
+                if field.span == id {
+                    field.span = 0;
+                }
+            }
+            self.forget_done();
+        }
+
         /// Records `id`'s staged fields on `guard`; frees the staging area once no span waits.
         fn flush(&mut self, id: u64, guard: &Trace) {
             if self.fields_len > 0 {
@@ -313,9 +331,10 @@ mod imp {
                         StagedValue::Float(v) => Value::Float(v),
                         StagedValue::Bool(v) => Value::Bool(v),
                         StagedValue::Str(at, len) => {
-                            let bytes = &self.bytes[at as usize..(at + len) as usize];
+                            let (at, len) = (usize::from(at), usize::from(len));
                             // Only whole characters are staged.
-                            Value::from(std::str::from_utf8(bytes).unwrap_or_default())
+                            let text = self.bytes.get(at..at + len).unwrap_or_default();
+                            Value::from(std::str::from_utf8(text).unwrap_or_default())
                         }
                     };
                     guard.set_metadata(field.key, value);
@@ -387,20 +406,27 @@ mod imp {
     pub(super) fn entered(id: &Id, metadata: impl FnOnce() -> Option<&'static Metadata<'static>>) {
         let id = id.into_u64();
         with_state(|state| {
-            let guard = match state.take_pending(id) {
-                Some(metadata) => {
-                    let guard = start(metadata);
-                    state.flush(id, &guard);
-                    guard
-                }
-                None => start(metadata()?),
+            let pending = state.take_pending(id);
+            let metadata = match pending {
+                Some(metadata) => metadata,
+                None => metadata()?,
             };
-            if !guard.is_active() {
+            if state.open_len == DEPTH {
+                // Too deep: counted, and no guard is made (a graph-only session's call tree
+                // must see every guard it gave out end).
+                if pending.is_some() {
+                    state.forget_fields(id);
+                }
+                if level_recorded(metadata) {
+                    recorder::count_lost();
+                }
                 return None;
             }
-            if state.open_len == DEPTH {
-                std::mem::forget(guard);
-                recorder::count_lost();
+            let guard = start(metadata);
+            if pending.is_some() {
+                state.flush(id, &guard);
+            }
+            if !guard.is_active() {
                 return None;
             }
             state.open[state.open_len] = Open {
@@ -455,12 +481,7 @@ mod imp {
         let id = id.into_u64();
         with_state(|state| {
             if state.take_pending(id).is_some() {
-                for field in &mut state.fields[..state.fields_len] {
-                    if field.span == id {
-                        field.span = 0;
-                    }
-                }
-                state.forget_done();
+                state.forget_fields(id);
             }
             Some(())
         });
