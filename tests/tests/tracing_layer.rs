@@ -543,3 +543,50 @@ fn a_span_made_on_one_thread_and_entered_on_another_records_its_entries() {
     assert_eq!(only(&events, "after").stat("n"), Some(&Stat::Int(6)));
     assert_eq!(report.dropped, 0);
 }
+
+#[test]
+fn a_graph_only_session_folds_tracing_spans_into_its_call_tree() {
+    use trace_runtime::session::{self, RecordMode, SessionConfig};
+    let _l = session_lock();
+    install();
+    /// Stops the session if the test fails before it does.
+    struct StopOnDrop;
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            if session::is_active() {
+                let _ = session::stop();
+            }
+        }
+    }
+    session::start(&SessionConfig {
+        mode: RecordMode::CallGraph,
+        ..SessionConfig::default()
+    })
+    .unwrap();
+    let _stop = StopOnDrop;
+    for step in 0..3u64 {
+        let _step = tracing::info_span!("Train", step_num = step).entered();
+        forward(step, "graph");
+        forward(step, "graph");
+    }
+    let snapshot = session::stop().unwrap();
+    let tree = snapshot
+        .call_trees
+        .iter()
+        .find(|t| t.name == this_thread())
+        .expect("this thread's call tree");
+    let node = |name: &str| tree.nodes.iter().position(|n| n.name == name).unwrap();
+    let (train, fwd, matmul) = (node("Train"), node("forward"), node("matmul"));
+    assert_eq!(tree.nodes[train].parent, None);
+    assert_eq!(tree.nodes[fwd].parent, Some(train));
+    assert_eq!(tree.nodes[matmul].parent, Some(fwd));
+    assert_eq!(
+        (
+            tree.nodes[train].calls,
+            tree.nodes[fwd].calls,
+            tree.nodes[matmul].calls
+        ),
+        (3, 6, 6)
+    );
+    assert_eq!(snapshot.dropped(), 0);
+}
