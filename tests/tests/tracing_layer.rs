@@ -590,3 +590,48 @@ fn a_graph_only_session_folds_tracing_spans_into_its_call_tree() {
     );
     assert_eq!(snapshot.dropped(), 0);
 }
+
+#[test]
+fn long_string_fields_are_cut_and_never_overflow_the_thread_state() {
+    let _l = session_lock();
+    let session = Session::start("tracing-long", 2);
+    let long = "é".repeat(700); // 1400 bytes
+    for _ in 0..3 {
+        // Made together, entered later: their fields wait side by side.
+        let spans: Vec<_> = (0..4)
+            .map(
+                |i| tracing::info_span!("long", i, a = long.as_str(), b = long.as_str(), c = ?long),
+            )
+            .collect();
+        for span in &spans {
+            span.in_scope(|| ());
+        }
+    }
+    let report = session.stop();
+    let events = events(&report.xplane);
+    let long_events = named(&events, "long");
+    assert_eq!(long_events.len(), 12);
+    for event in long_events {
+        for key in ["a", "b", "c"] {
+            match event.stat(key) {
+                // Whole, or cut at a character boundary and marked.
+                Some(Stat::Str(text)) => assert!(
+                    *text == long
+                        || (text.ends_with('…') && long.starts_with(text.trim_end_matches('…'))),
+                    "{key}: {} bytes",
+                    text.len()
+                ),
+                None => {}
+                other => panic!("{key}: {other:?}"),
+            }
+        }
+    }
+    // When the text would overflow, the slots start over: the last span made of each group
+    // waits alone, and its first field is whole.
+    for last in [3, 7, 11] {
+        assert_eq!(
+            named(&events, "long")[last].stat("a"),
+            Some(&Stat::Str(long.clone()))
+        );
+    }
+}

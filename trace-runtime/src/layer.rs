@@ -366,6 +366,10 @@ mod imp {
         /// does not fit.
         fn push_str(&mut self, span: u64, key: &'static str, text: &str) {
             let room = BYTES - self.bytes_len;
+            if text.len() > room && room < CUT_MARK.len() {
+                // Not even the mark fits: the field is left out.
+                return;
+            }
             let value = if text.len() <= room {
                 text
             } else {
