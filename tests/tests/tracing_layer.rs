@@ -565,7 +565,9 @@ fn a_graph_only_session_folds_tracing_spans_into_its_call_tree() {
     .unwrap();
     let _stop = StopOnDrop;
     for step in 0..3u64 {
-        let _step = tracing::info_span!("Train", step_num = step).entered();
+        let train = tracing::info_span!("Train", step_num = step, loss = tracing::field::Empty);
+        let _step = train.enter();
+        train.record("loss", 0.5);
         forward(step, "graph");
         forward(step, "graph");
     }

@@ -471,6 +471,10 @@ mod imp {
     /// Fields given with `Span::record`: metadata of the span's innermost entry open on this
     /// thread, or kept for its first entry when it was not entered yet.
     pub(super) fn recorded(id: &Id, values: &Record<'_>) {
+        // A graph-only session keeps no metadata.
+        if GRAPH_ONLY.load(Ordering::Relaxed) {
+            return;
+        }
         let id = id.into_u64();
         with_state(|state| {
             if let Some(at) = state.find_open(id) {
