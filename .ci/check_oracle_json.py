@@ -29,6 +29,19 @@ if kind == "train":
     threads = xplanes[0]["tools"]["trace_viewer"]["threads"]
     expect("data-loader" in threads, f"trace viewer threads: {threads}")
 
+if kind == "tracing_app":
+    plane = next(p for p in xplanes[0]["planes"] if p["name"] == "/host:CPU")
+    steps = xplanes[0]["tools"]["overview_page"]["steps"]
+    names = [name for name, _ in steps]
+    # Ten `Train` spans with a step_num field; xprof drops the first and the last.
+    expect(names == [f"Train {n}" for n in range(1, 9)], f"overview steps: {names}")
+    expect(all(ms > 0 for _, ms in steps), f"step times: {steps}")
+    expect(plane["root_events"] == 10, f"root events: {plane['root_events']}")
+    lines = {line["name"]: line["events"] for line in plane["lines"]}
+    expect(lines.get("data-loader", 0) == 10, f"data-loader events: {lines}")
+    workers = [line for line in plane["lines"] if line["name"] == "worker"]
+    expect(workers and sum(line["events"] for line in workers) > 0, f"runtime worker lines: {lines}")
+
 if kind == "summaries":
     run = summary["runs"].get(".", {})
     scalars = run.get("scalars", {})

@@ -832,7 +832,7 @@ fn tracing_batch(base: u64) {
 
 impl Subject for TracingChrome {
     fn name(&self) -> String {
-        "tracing + tracing-chrome (temp file)".into()
+        TRACING_CHROME.into()
     }
     fn before(&mut self, _spans: u64) {
         // Start a fresh file each round so the temp file stays small; wait until the writer
@@ -859,6 +859,96 @@ impl Subject for TracingChrome {
     }
     fn finish(&mut self) {
         self.remove_files();
+    }
+}
+
+// --- tracing with a bare Registry, and with TraceLayer ------------------------------------------
+
+#[derive(Clone, Copy, PartialEq)]
+enum TracingMode {
+    /// `tracing` with the bare `Registry`: what `tracing` costs before any layer.
+    Registry,
+    /// `Registry` + `TraceLayer`, a session recording.
+    LayerOn,
+    /// `Registry` + `TraceLayer`, no session.
+    LayerOff,
+}
+
+/// `tracing` spans through a `Registry` of their own, made the thread's default for the slot
+/// (so the global subscriber, tracing-chrome's, does not see them).
+struct Tracing {
+    mode: TracingMode,
+    dispatch: tracing::Dispatch,
+    expected: u64,
+    warnings: Vec<String>,
+}
+
+const TRACING_REGISTRY: &str = "tracing, bare Registry (no layer)";
+const TRACING_LAYER_ON: &str = "tracing + TraceLayer, recording on";
+const TRACING_CHROME: &str = "tracing + tracing-chrome (temp file)";
+
+impl Tracing {
+    fn new(mode: TracingMode) -> Tracing {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let dispatch = match mode {
+            TracingMode::Registry => tracing::Dispatch::new(tracing_subscriber::registry()),
+            TracingMode::LayerOn | TracingMode::LayerOff => tracing::Dispatch::new(
+                tracing_subscriber::registry().with(trace_runtime::TraceLayer::default()),
+            ),
+        };
+        Tracing {
+            mode,
+            dispatch,
+            expected: 0,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+impl Subject for Tracing {
+    fn name(&self) -> String {
+        match self.mode {
+            TracingMode::Registry => TRACING_REGISTRY.into(),
+            TracingMode::LayerOn => TRACING_LAYER_ON.into(),
+            TracingMode::LayerOff => "tracing + TraceLayer, recording off (no session)".into(),
+        }
+    }
+    fn before(&mut self, spans: u64) {
+        if self.mode != TracingMode::LayerOn {
+            return;
+        }
+        // Plus one warm-up span, recorded here so that the thread's first record in the
+        // session (which sets up its buffer) is not timed.
+        self.expected = spans + spans / BATCH + 1;
+        start_session(self.expected + 16, 0);
+        tracing::dispatcher::with_default(&self.dispatch, || {
+            tracing::info_span!("warm-up").in_scope(|| ());
+        });
+    }
+    fn run(&mut self, spans: u64) {
+        tracing::dispatcher::with_default(&self.dispatch, || {
+            for b in 0..spans / BATCH {
+                tracing_batch(b * BATCH);
+            }
+        });
+    }
+    fn after(&mut self) {
+        if self.mode != TracingMode::LayerOn {
+            return;
+        }
+        if let Some(snapshot) = stop_session() {
+            let (events, dropped) = (snapshot.event_count(), snapshot.dropped());
+            if (events != self.expected || dropped != 0) && self.warnings.len() < 3 {
+                self.warnings.push(format!(
+                    "{}: recorded {events} events, {dropped} dropped, expected {}",
+                    self.name(),
+                    self.expected
+                ));
+            }
+        }
+    }
+    fn warnings(&self) -> Vec<String> {
+        self.warnings.clone()
     }
 }
 
@@ -988,12 +1078,30 @@ fn span_table(settings: &Settings, out: &mut String, notes: &mut Vec<String>) {
     ];
 
     // `TRACE_BENCH_ONLY=ours`: only this project's rows and the references, for quick
-    // iteration on the hot path.
-    let only_ours = std::env::var("TRACE_BENCH_ONLY").is_ok_and(|v| v == "ours");
-    if !only_ours {
+    // iteration on the hot path; `TRACE_BENCH_ONLY=tracing`: those and the `tracing` rows.
+    let only = std::env::var("TRACE_BENCH_ONLY").unwrap_or_default();
+    if only != "ours" {
+        add_tracing(&mut subjects, notes, only == "tracing");
+    }
+    if only.is_empty() {
         add_peers(&mut subjects, notes);
     }
     span_rows(subjects, settings, out, notes);
+}
+
+/// `tracing` with a bare `Registry`, with `TraceLayer` (on and off), and with tracing-chrome's
+/// layer: the `TraceLayer` budget is judged against the first and the last.
+fn add_tracing(subjects: &mut Vec<Box<dyn Subject>>, notes: &mut Vec<String>, chrome: bool) {
+    subjects.push(Box::new(Tracing::new(TracingMode::Registry)));
+    subjects.push(Box::new(Tracing::new(TracingMode::LayerOn)));
+    subjects.push(Box::new(Tracing::new(TracingMode::LayerOff)));
+    if chrome {
+        match TracingChrome::install() {
+            Some(t) => subjects.push(Box::new(t)),
+            None => notes
+                .push("tracing + tracing-chrome: could not install the subscriber; skipped".into()),
+        }
+    }
 }
 
 /// The peer profilers' rows.
@@ -1094,6 +1202,7 @@ fn span_rows(
         "| trace-runtime, `enable` feature off | - | - | - | - | - | - | bare code | see `bench/disabled-probe` |"
     );
     let _ = writeln!(out);
+    tracing_budget(&rows, out);
 
     // Rows 0..8 are, in order: baseline, empty loop, on, step_num, off, fresh-buffer baseline,
     // fresh-buffer baseline with huge pages, on in a first session.
@@ -1131,6 +1240,40 @@ fn span_rows(
             "tracy-client was built without `ondemand`: with no viewer connected every zone is queued in memory without bound (see its RSS column); spans per slot are capped for that reason".into(),
         );
     }
+}
+
+/// The `TraceLayer` budget: at most 1.5x `tracing` with the bare `Registry`, and at most a
+/// tenth of tracing-chrome's layer, per span (CPU medians of the same run).
+fn tracing_budget(rows: &[Row], out: &mut String) {
+    let cpu = |name: &str| rows.iter().find(|r| r.subject.name() == name).map(Row::cpu);
+    let (Some(registry), Some(layer)) = (cpu(TRACING_REGISTRY), cpu(TRACING_LAYER_ON)) else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "## `tracing` spans through TraceLayer\n\n\
+         CPU ns/span medians of the table above; the layer records while a session is on.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| compared with | its cpu ns/span | TraceLayer / it | budget | result |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---|---|");
+    let _ = writeln!(
+        out,
+        "| {TRACING_REGISTRY} | {registry:.2} | {:.2}x | <= 1.5x | {} |",
+        layer / registry,
+        pass(layer / registry <= 1.5)
+    );
+    if let Some(chrome) = cpu(TRACING_CHROME) {
+        let _ = writeln!(
+            out,
+            "| {TRACING_CHROME} | {chrome:.2} | {:.3}x | <= 0.1x | {} |",
+            layer / chrome,
+            pass(layer / chrome <= 0.1)
+        );
+    }
+    let _ = writeln!(out);
 }
 
 // ---------------------------------------------------------------------------------------------

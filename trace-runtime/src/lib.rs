@@ -38,6 +38,12 @@
 //!
 //! Both macros take `level = 1 | 2 | 3` (critical, info, verbose; default 1). A session records
 //! the events at or below its level.
+//!
+//! # `tracing`
+//!
+//! With the `tracing` feature, `TraceLayer` records `tracing` spans (`#[instrument]`,
+//! `info_span!`, ...) like `trace!` scopes while a session records: install it with
+//! `tracing_subscriber::registry().with(TraceLayer::default())`.
 
 #![warn(missing_docs, unreachable_pub)]
 // With `enable` off the recorder is compiled (sessions still start and stop) but never called.
@@ -63,6 +69,9 @@ mod value;
 
 #[cfg(feature = "enable")]
 pub use local::guard::{is_recording, set_metadata, Trace};
+
+#[cfg(feature = "tracing")]
+pub use local::layer::TraceLayer;
 
 #[cfg(not(feature = "enable"))]
 mod disabled;

@@ -46,6 +46,26 @@ pub fn guards() -> bool {
     tm.is_active() || trace_runtime::is_recording()
 }
 
+/// `tracing` spans through `TraceLayer`, on a registry as `tracing` users install it.
+pub fn tracing_spans() -> tracing::Dispatch {
+    use tracing_subscriber::prelude::*;
+    let dispatch = tracing::Dispatch::new(
+        tracing_subscriber::registry().with(trace_runtime::TraceLayer::default()),
+    );
+    tracing::dispatcher::with_default(&dispatch, || {
+        let step = tracing::info_span!(
+            "Train",
+            step_num = 3,
+            text = "x",
+            loss = tracing::field::Empty
+        )
+        .entered();
+        step.record("loss", 0.5);
+        tracing::debug_span!("inner").in_scope(|| ());
+    });
+    dispatch
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +96,7 @@ mod tests {
             std::task::Poll::Ready(2)
         );
         assert!(!guards());
+        tracing_spans();
         let snapshot = session::stop().unwrap();
         assert_eq!(snapshot.event_count(), 0);
         assert_eq!(trace_runtime::callsites().count(), 0);

@@ -5,4 +5,6 @@
 pub(crate) mod graph;
 #[cfg(feature = "enable")]
 pub(crate) mod guard;
+#[cfg(feature = "tracing")]
+pub(crate) mod layer;
 pub(crate) mod recorder;
