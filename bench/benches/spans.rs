@@ -1593,6 +1593,146 @@ fn export(settings: &Settings, out: &mut String) {
     let _ = writeln!(out);
 }
 
+/// Resets the peak resident set size the kernel keeps (`VmHWM`) to the current one.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Peak resident set size in bytes since the last reset (`VmHWM` of `/proc/self/status`).
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// `profiler::stop()` end to end, as a user's program meets it: one session recording
+/// `export_events` events on one thread, then `stop`, which reads every buffer and writes
+/// every default file (xplane.pb and trace.json.gz). Wall time, CPU time of the process (all
+/// threads), and the peak memory it adds over what was resident before it, per event. Then
+/// the same work by phase, from the public pieces, on a second recording.
+fn stop_end_to_end(settings: &Settings, out: &mut String) {
+    use trace_export::profiler::{self, ProfilerOptions};
+    let steps = (settings.export_events / BATCH).max(1);
+    let dir = std::env::temp_dir().join(format!("trace-bench-stop-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let options = ProfilerOptions {
+        max_events_per_thread: (steps * BATCH + 3 * steps + 64) as usize,
+        run_name: Some("bench".into()),
+        host_name: Some("bench-host".into()),
+        ..Default::default()
+    };
+    if let Err(e) = profiler::start_with(&dir, options.clone()) {
+        let _ = writeln!(out, "## profiler::stop end to end\n\nstart failed: {e}\n");
+        return;
+    }
+    for s in 0..steps {
+        export_step(s);
+    }
+    let rss_before = rss_bytes();
+    let peak_known = reset_peak_rss();
+    let cpu0 = process_cpu_ns();
+    let t0 = Instant::now();
+    let report = profiler::stop();
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = process_cpu_ns().saturating_sub(cpu0) as f64 / 1e9;
+    let peak_added = peak_rss_bytes().saturating_sub(rss_before);
+    let report = match report {
+        Ok(report) => report,
+        Err(e) => {
+            let _ = writeln!(out, "## profiler::stop end to end\n\nstop failed: {e}\n");
+            return;
+        }
+    };
+    let events = report.events.max(1);
+    let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let files = size(&report.xplane) + report.trace_json.as_deref().map_or(0, size);
+    let per_event_ns = wall * 1e9 / events as f64;
+    let per_event_bytes = peak_added as f64 / events as f64;
+    let _ =
+        writeln!(
+        out,
+        "## profiler::stop end to end ({events} events, {steps} steps of {BATCH}, one thread)\n\n\
+         Every default file written ({:.0} MiB). Memory: peak resident set during `stop` (VmHWM, \
+         reset just before) less the resident set before it{}.\n",
+        files as f64 / (1 << 20) as f64,
+        if peak_known { "" } else { " (peak unavailable here: not measured)" }
+    );
+    let _ = writeln!(
+        out,
+        "| what | measured | per event | budget | result |\n|---|---:|---:|---|---|"
+    );
+    let _ = writeln!(
+        out,
+        "| wall | {wall:.3} s | {per_event_ns:.1} ns | <= 150 ns/event | {} |",
+        pass(per_event_ns <= 150.0)
+    );
+    let _ = writeln!(
+        out,
+        "| CPU, all threads | {cpu:.3} s | {:.1} ns | | |",
+        cpu * 1e9 / events as f64
+    );
+    let _ =
+        writeln!(
+        out,
+        "| memory added at the peak | {:.1} MiB | {per_event_bytes:.1} B | <= 48 B/event | {} |",
+        peak_added as f64 / (1 << 20) as f64,
+        if peak_known { pass(per_event_bytes <= 48.0) } else { "" }
+    );
+    let _ = writeln!(out);
+
+    // The same by phase, from the public pieces, on a second recording.
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::create_dir_all(&dir);
+    start_session(steps * BATCH + 3 * steps + 64, 0);
+    for s in 0..steps {
+        export_step(s);
+    }
+    let (snapshot, stop_wall, stop_cpu) = timed(stop_session);
+    let Some(snapshot) = snapshot else {
+        return;
+    };
+    let (layout, plan_wall, plan_cpu) =
+        timed(|| trace_export::xspace::Layout::new(&snapshot, "bench-host"));
+    let (bytes, encode_wall, encode_cpu) = timed(|| layout.encode());
+    let ((), write_wall, write_cpu) = timed(|| {
+        let _ = std::fs::write(dir.join("bench-host.xplane.pb"), &bytes);
+    });
+    drop(bytes);
+    let ((), json_wall, json_cpu) = timed(|| {
+        if let Ok(file) = std::fs::File::create(dir.join("bench-host.trace.json.gz")) {
+            let _ = trace_export::chrome::write_json_gz(&layout, io::BufWriter::new(file));
+        }
+    });
+    let (_, report_wall, report_cpu) =
+        timed(|| trace_export::report::Report::from_profile(&layout));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = writeln!(
+        out,
+        "By phase (one thread each, in the order `stop` runs them):\n\n\
+         | phase | wall s | cpu s |\n|---|---:|---:|"
+    );
+    for (phase, wall, cpu) in [
+        ("session::stop: buffers to Snapshot", stop_wall, stop_cpu),
+        ("xspace::Layout::new", plan_wall, plan_cpu),
+        ("Layout::encode", encode_wall, encode_cpu),
+        ("write xplane.pb", write_wall, write_cpu),
+        ("chrome::write_json_gz to a file", json_wall, json_cpu),
+        ("report::Report::from_profile", report_wall, report_cpu),
+    ] {
+        let _ = writeln!(out, "| {phase} | {wall:.3} | {cpu:.3} |");
+    }
+    let _ = writeln!(out);
+}
+
 /// Wall and CPU times of one export stage, one per repetition.
 #[derive(Default)]
 struct StageTimes {
@@ -1642,11 +1782,18 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
 
-    span_table(&settings, &mut out, &mut notes);
+    let only_stop = std::env::var("TRACE_BENCH_ONLY").is_ok_and(|v| v == "stop");
+    if !only_stop {
+        span_table(&settings, &mut out, &mut notes);
+    }
     if std::env::var_os("TRACE_BENCH_ONLY").is_none() {
         two_threads(&settings, &mut out);
         memory_per_event(&settings, &mut out);
         export(&settings, &mut out);
+    }
+    // `TRACE_BENCH_ONLY=stop`: only `profiler::stop` end to end and by phase.
+    if std::env::var_os("TRACE_BENCH_ONLY").is_none() || only_stop {
+        stop_end_to_end(&settings, &mut out);
     }
 
     if !notes.is_empty() {

@@ -31,25 +31,44 @@ fn temporary_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
-/// Writes the file completely under a temporary name, then gives it its name: readers see
-/// the whole file or nothing. Returns the path.
-pub(crate) fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&mut fs::File) -> std::io::Result<()>,
-) -> Result<PathBuf> {
-    let temporary = temporary_path(path);
-    let result = (|| {
-        let mut file = fs::File::create(&temporary)?;
-        write(&mut file)?;
-        file.flush()?;
-        file.sync_all()?;
-        fs::rename(&temporary, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&temporary);
-        return Err(Error::io("write", path, e));
+/// A file written completely under a hidden temporary name, waiting for its final name
+/// ([`publish`](Self::publish)); removed if it never gets one.
+pub(crate) struct Unpublished {
+    temporary: PathBuf,
+}
+
+impl Unpublished {
+    /// Writes a file meant to be `intended` under a temporary name beside it.
+    pub(crate) fn write(
+        intended: &Path,
+        write: impl FnOnce(&mut fs::File) -> std::io::Result<()>,
+    ) -> Result<Unpublished> {
+        let file = Unpublished {
+            temporary: temporary_path(intended),
+        };
+        let written = (|| {
+            let mut out = fs::File::create(&file.temporary)?;
+            write(&mut out)?;
+            out.flush()?;
+            out.sync_all()
+        })();
+        // On an error, dropping `file` removes what was written.
+        written.map_err(|e| Error::io("write", intended, e))?;
+        Ok(file)
     }
-    Ok(path.to_path_buf())
+
+    /// Gives the file its final name, atomically for readers.
+    pub(crate) fn publish(self, path: &Path) -> Result<PathBuf> {
+        fs::rename(&self.temporary, path).map_err(|e| Error::io("write", path, e))?;
+        Ok(path.to_path_buf())
+    }
+}
+
+impl Drop for Unpublished {
+    fn drop(&mut self) {
+        // Gone already once published; otherwise it must not be left behind.
+        let _ = fs::remove_file(&self.temporary);
+    }
 }
 
 /// Writes `bytes` to `dir/<stem><suffix>`, or, when another process of the same host already

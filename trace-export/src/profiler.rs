@@ -178,18 +178,39 @@ pub(crate) fn write_profile(
     files::create_dir(&run_dir)?;
     let host = options.host_name.clone().unwrap_or_else(files::host_name);
     // The bytes are written straight from the recorded events, and the Chrome trace and the
-    // report read the same layout: no XSpace message is built (see `xspace`).
+    // report read the same layout: no XSpace message is built (see `xspace`). The Chrome
+    // trace, the slowest file (JSON, compressed), is written on a second thread meanwhile,
+    // under a temporary name until the xplane has claimed the host's name.
     let layout = xspace::Layout::new(snapshot, &host);
-    let bytes = layout.encode();
-    let (xplane, host) = files::write_claiming_name(&run_dir, &host, ".xplane.pb", &bytes)?;
-    drop(bytes);
-    let trace_json = if options.chrome_trace {
-        let path = run_dir.join(format!("{host}.trace.json.gz"));
-        Some(files::write_atomically(&path, |file| {
-            chrome::write_json_gz(&layout, file)
-        })?)
-    } else {
-        None
+    let chrome_path = |host: &str| run_dir.join(format!("{host}.trace.json.gz"));
+    let write_chrome = |layout: &xspace::Layout<'_>| {
+        files::Unpublished::write(&chrome_path(&host), |file| {
+            chrome::write_json_gz(layout, std::io::BufWriter::new(file))
+        })
+    };
+    let (xplane, host, report, chrome) = std::thread::scope(|scope| {
+        let chrome = options.chrome_trace.then(|| {
+            std::thread::Builder::new()
+                .name("trace-export chrome".into())
+                .spawn_scoped(scope, || write_chrome(&layout))
+        });
+        let bytes = layout.encode();
+        let claimed = files::write_claiming_name(&run_dir, &host, ".xplane.pb", &bytes);
+        drop(bytes);
+        let report = Report::from_profile(&layout);
+        let chrome = chrome.map(|spawned| match spawned {
+            Ok(thread) => thread.join().unwrap_or_else(|_| {
+                let panicked = std::io::Error::other("the Chrome trace writer panicked");
+                Err(Error::io("write", chrome_path(&host), panicked))
+            }),
+            // No second thread to be had: write it here.
+            Err(_) => write_chrome(&layout),
+        });
+        claimed.map(|(xplane, host)| (xplane, host, report, chrome))
+    })?;
+    let trace_json = match chrome {
+        Some(written) => Some(written?.publish(&chrome_path(&host))?),
+        None => None,
     };
     let dropped = snapshot.dropped();
     if dropped > 0 {
@@ -205,7 +226,7 @@ pub(crate) fn write_profile(
         host,
         events: snapshot.event_count(),
         dropped,
-        report: Report::from_profile(&layout),
+        report,
     })
 }
 

@@ -56,8 +56,11 @@ struct Node<N> {
 
 /// A scope open on the thread.
 #[derive(Debug)]
-struct Frame {
+struct Frame<N> {
     node: u32,
+    /// The node and folding of the last call made directly inside this one: a loop calls
+    /// the same name again and again, found without a lookup.
+    last_callee: Option<(N, u32, bool)>,
     start: u64,
     /// Ticks spent in the calls directly inside this one.
     children_ticks: u64,
@@ -82,7 +85,9 @@ pub struct CallTree<N = &'static str> {
     nodes: Vec<Node<N>>,
     /// (parent, name) → node.
     index: AHashMap<(Option<u32>, N), u32>,
-    frames: Vec<Frame>,
+    frames: Vec<Frame<N>>,
+    /// The node of the last call made with no call open, as [`Frame::last_callee`].
+    last_root: Option<(N, u32)>,
     /// The session's start: a call entered before it belongs to no session.
     session_start: u64,
 }
@@ -94,6 +99,7 @@ impl<N: Copy + Eq + Hash> CallTree<N> {
             nodes: Vec::new(),
             index: AHashMap::new(),
             frames: Vec::new(),
+            last_root: None,
             session_start,
         }
     }
@@ -136,20 +142,32 @@ impl<N: Copy + Eq + Hash> CallTree<N> {
         }
         let parent_frame = self.frames.iter().rposition(|f| !f.closed);
         let (node, folded) = match parent_frame {
-            Some(i) => {
-                let caller = self.frames[i].node;
-                match self.on_path(caller, name) {
-                    Some(ancestor) => {
-                        let callers = &mut self.nodes[ancestor as usize].recursive_callers;
-                        if ancestor != caller && !callers.contains(&caller) {
-                            callers.push(caller);
+            Some(i) => match self.frames[i].last_callee {
+                Some((last, node, folded)) if last == name => (node, folded),
+                _ => {
+                    let caller = self.frames[i].node;
+                    let found = match self.on_path(caller, name) {
+                        Some(ancestor) => {
+                            let callers = &mut self.nodes[ancestor as usize].recursive_callers;
+                            if ancestor != caller && !callers.contains(&caller) {
+                                callers.push(caller);
+                            }
+                            (ancestor, true)
                         }
-                        (ancestor, true)
-                    }
-                    None => (self.node(Some(caller), name, site), false),
+                        None => (self.node(Some(caller), name, site), false),
+                    };
+                    self.frames[i].last_callee = Some((name, found.0, found.1));
+                    found
                 }
-            }
-            None => (self.node(None, name, site), false),
+            },
+            None => match self.last_root {
+                Some((last, node)) if last == name => (node, false),
+                _ => {
+                    let node = self.node(None, name, site);
+                    self.last_root = Some((name, node));
+                    (node, false)
+                }
+            },
         };
         let entry = &mut self.nodes[node as usize];
         entry.first_start = entry.first_start.min(start);
@@ -161,6 +179,7 @@ impl<N: Copy + Eq + Hash> CallTree<N> {
         }
         self.frames.push(Frame {
             node,
+            last_callee: None,
             start,
             children_ticks: 0,
             parent_frame: parent_frame.map(|i| i as u32),

@@ -13,8 +13,7 @@
 //! recursive call still counts as a call and adds its self time; its total time is already
 //! inside the ancestor's.
 
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 use std::hash::Hash;
 
 use ahash::{AHashMap, AHashSet};
@@ -67,48 +66,25 @@ pub struct CallGraph {
 /// order they end (the inner first on ties), as they did while recording.
 pub(crate) struct Replay<N> {
     tree: CallTree<N>,
-    open: BinaryHeap<Open<N>>,
-    entered: u64,
+    /// The calls entered and not exited yet, the one that ends first on top. Nested calls
+    /// just stack up; only a call that outlasts the one it started in is inserted deeper.
+    open: Vec<Open<N>>,
 }
 
 /// A call entered and not exited yet.
 struct Open<N> {
     end: u64,
-    /// Order of entry: of two calls that end together, the later-entered (inner) exits first.
-    seq: u64,
     frame: u32,
     start: u64,
     name: N,
     site: Option<&'static Callsite>,
 }
 
-impl<N> Ord for Open<N> {
-    // The heap pops the greatest: the earliest end, then the latest entry.
-    fn cmp(&self, other: &Self) -> Ordering {
-        other.end.cmp(&self.end).then(self.seq.cmp(&other.seq))
-    }
-}
-
-impl<N> PartialOrd for Open<N> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl<N> PartialEq for Open<N> {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl<N> Eq for Open<N> {}
-
 impl<N: Copy + Eq + Hash> Replay<N> {
     pub(crate) fn new() -> Self {
         Replay {
             tree: CallTree::new(0),
-            open: BinaryHeap::new(),
-            entered: 0,
+            open: Vec::new(),
         }
     }
 
@@ -116,22 +92,28 @@ impl<N: Copy + Eq + Hash> Replay<N> {
     pub(crate) fn call(&mut self, name: N, site: Option<&'static Callsite>, start: u64, end: u64) {
         self.exit_until(start);
         if let Some(frame) = self.tree.enter(name, site, start) {
-            self.entered += 1;
-            self.open.push(Open {
+            let call = Open {
                 end,
-                seq: self.entered,
                 frame,
                 start,
                 name,
                 site,
-            });
+            };
+            // Above every call that ends no earlier: on top when it nests.
+            match self.open.last() {
+                Some(top) if top.end < end => {
+                    let at = self.open.partition_point(|open| open.end >= end);
+                    self.open.insert(at, call);
+                }
+                _ => self.open.push(call),
+            }
         }
     }
 
     /// Exits the calls that ended by `time`.
     fn exit_until(&mut self, time: u64) {
-        while self.open.peek().is_some_and(|call| call.end <= time) {
-            let call = self.open.pop().expect("peeked");
+        while self.open.last().is_some_and(|call| call.end <= time) {
+            let call = self.open.pop().expect("checked");
             self.tree
                 .exit(call.name, call.site, call.frame, call.start, call.end);
         }
