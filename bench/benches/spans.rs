@@ -1707,6 +1707,9 @@ fn stop_end_to_end(settings: &Settings, out: &mut String) {
         let _ = std::fs::write(dir.join("bench-host.xplane.pb"), &bytes);
     });
     drop(bytes);
+    let ((), plain_wall, plain_cpu) = timed(|| {
+        let _ = trace_export::chrome::write_json(&layout, io::sink());
+    });
     let ((), json_wall, json_cpu) = timed(|| {
         if let Ok(file) = std::fs::File::create(dir.join("bench-host.trace.json.gz")) {
             let _ = trace_export::chrome::write_json_gz(&layout, io::BufWriter::new(file));
@@ -1725,6 +1728,11 @@ fn stop_end_to_end(settings: &Settings, out: &mut String) {
         ("xspace::Layout::new", plan_wall, plan_cpu),
         ("Layout::encode", encode_wall, encode_cpu),
         ("write xplane.pb", write_wall, write_cpu),
+        (
+            "(chrome::write_json to io::sink: the JSON alone)",
+            plain_wall,
+            plain_cpu,
+        ),
         ("chrome::write_json_gz to a file", json_wall, json_cpu),
         ("report::Report::from_profile", report_wall, report_cpu),
     ] {
