@@ -14,6 +14,9 @@
 //!
 //! Files: `<logdir>/plugins/profile/<run>/<host>.xplane.pb` and, beside it,
 //! `<host>.trace.json.gz` for Perfetto UI.
+//!
+//! With the cargo feature `server`, [`server`] lets TensorBoard's "Capture profile" button
+//! profile the running program, and [`client`] captures such programs from Rust.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -25,6 +28,11 @@ use crate::error::{Error, Result};
 use crate::files;
 use crate::report::Report;
 use crate::{chrome, xspace};
+
+#[cfg(feature = "server")]
+pub mod client;
+#[cfg(feature = "server")]
+pub mod server;
 
 /// Options of a profiling session, after TensorFlow's `ProfilerOptions`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,7 +153,14 @@ pub(crate) fn start_recording(config: &SessionConfig, requested: &'static str) -
 
 fn recording_error(error: SessionError, requested: &'static str, active: &'static str) -> Error {
     match error {
-        SessionError::AlreadyActive => Error::AlreadyActive { requested, active },
+        SessionError::AlreadyActive => {
+            // The recorder may be held by a live capture of the profiler server instead.
+            #[cfg(feature = "server")]
+            if let Some(client) = server::remote_capture() {
+                return Error::RemoteCapture { requested, client };
+            }
+            Error::AlreadyActive { requested, active }
+        }
         other => Error::InvalidOption {
             option: "level",
             reason: other.to_string(),

@@ -9,7 +9,11 @@
 //!   `<host>.xplane.pb` profile that xprof's Profile tab reads.
 //! * [`tensorboard`]: `tensorboard/compat/proto/*.proto` (package `tensorboard`), the records
 //!   of a TensorBoard event file.
+//! * `profiler_service` (feature `server`): `tensorflow.ProfilerService`, the live-capture
+//!   protocol of TensorBoard's "Capture profile" button.
 
+#[cfg(feature = "server")]
+pub mod profiler_service;
 pub mod tensorboard;
 pub mod xplane;
 
