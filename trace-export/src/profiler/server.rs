@@ -419,6 +419,15 @@ async fn refuse_non_grpc(stream: TcpStream) {
          Connection: close\r\n\r\n{BODY}",
         BODY.len()
     );
+    // What the client sent is read first (a request fits in a few KiB): closing a socket
+    // with unread input resets the connection, and the client would lose the answer.
+    let mut sink = [0u8; 4096];
+    for _ in 0..16 {
+        match stream.try_read(&mut sink) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         stream.writable().await?;
         stream.try_write(answer.as_bytes())
