@@ -29,6 +29,17 @@ if kind == "train":
     threads = xplanes[0]["tools"]["trace_viewer"]["threads"]
     expect("data-loader" in threads, f"trace viewer threads: {threads}")
 
+if kind == "serve":
+    # A capture of the running serve example: steps of its training loop, its loader thread,
+    # none of the profiler server's own threads.
+    plane = next(p for p in xplanes[0]["planes"] if p["name"] == "/host:CPU")
+    steps = xplanes[0]["tools"]["overview_page"]["steps"]
+    expect(steps and all(name.startswith("Train ") and ms > 0 for name, ms in steps), f"overview steps: {steps[:5]}")
+    names = [line["name"] for line in plane["lines"]]
+    loader = [line for line in plane["lines"] if line["name"] == "data-loader"]
+    expect(loader and loader[0]["events"] > 0, f"no data-loader events: {names}")
+    expect(not any(n.startswith("trace-profiler-") for n in names), f"server threads captured: {names}")
+
 if kind == "summaries":
     run = summary["runs"].get(".", {})
     scalars = run.get("scalars", {})

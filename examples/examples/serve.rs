@@ -36,7 +36,13 @@ fn load_batch(index: i64) -> Vec<f32> {
 fn forward(weights: &[f32], batch: &[f32]) -> Vec<f32> {
     batch
         .chunks(WIDTH)
-        .map(|row| row.iter().zip(weights).map(|(x, w)| x * w).sum::<f32>().tanh())
+        .map(|row| {
+            row.iter()
+                .zip(weights)
+                .map(|(x, w)| x * w)
+                .sum::<f32>()
+                .tanh()
+        })
         .collect()
 }
 
