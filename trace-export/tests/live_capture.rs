@@ -483,3 +483,149 @@ fn the_command_line_captures_and_reports_unreachable_hosts() {
     assert!(stderr.contains(&dead.to_string()), "{stderr}");
     let _ = std::fs::remove_dir_all(&logdir);
 }
+
+/// A raw gRPC client of the profiler service, for the methods the capture client never
+/// calls.
+mod raw {
+    use std::future::Future;
+    use std::net::SocketAddr;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use hyper::client::conn::http2;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    struct Http2(http2::SendRequest<tonic::body::Body>);
+
+    impl tower_service::Service<http::Request<tonic::body::Body>> for Http2 {
+        type Response = http::Response<hyper::body::Incoming>;
+        type Error = hyper::Error;
+        type Future = Pin<Box<dyn Future<Output = Result<Self::Response, hyper::Error>> + Send>>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), hyper::Error>> {
+            self.0.poll_ready(cx)
+        }
+
+        fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+            Box::pin(self.0.send_request(request))
+        }
+    }
+
+    /// Calls `path` with `request` and returns the answer or the status.
+    pub(super) async fn call<Req, Resp>(
+        addr: SocketAddr,
+        path: &'static str,
+        request: Req,
+    ) -> Result<Resp, tonic::Status>
+    where
+        Req: prost::Message + Send + Sync + 'static,
+        Resp: prost::Message + Default + Send + Sync + 'static,
+    {
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (sender, connection) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("HTTP/2 handshake");
+        tokio::spawn(connection);
+        let origin = format!("http://{addr}").parse().expect("a URI");
+        let mut grpc = tonic::client::Grpc::with_origin(Http2(sender), origin);
+        grpc.ready().await.expect("ready");
+        grpc.unary(
+            tonic::Request::new(request),
+            http::uri::PathAndQuery::from_static(path),
+            tonic_prost::ProstCodec::<Req, Resp>::new(),
+        )
+        .await
+        .map(tonic::Response::into_inner)
+    }
+}
+
+#[test]
+fn terminate_ends_a_capture_early_with_what_was_recorded_and_monitor_is_unimplemented() {
+    use trace_export::proto::profiler_service::{
+        MonitorRequest, ProfileOptions, ProfileRequest, ProfileResponse, TerminateRequest,
+        TerminateResponse, MONITOR_PATH, PROFILE_PATH, TERMINATE_PATH, XPLANE_TOOL,
+    };
+
+    let _turn = turn();
+    let server = server::start("127.0.0.1:0").expect("start the server");
+    let _work = Workload::start();
+    let addr = server.local_addr();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let profile = tokio::spawn(raw::call::<_, ProfileResponse>(
+            addr,
+            PROFILE_PATH,
+            ProfileRequest {
+                duration_ms: 60_000,
+                session_id: "ended-early".into(),
+                opts: Some(ProfileOptions {
+                    host_tracer_level: 2,
+                    ..ProfileOptions::default()
+                }),
+                ..ProfileRequest::default()
+            },
+        ));
+        while !session::is_active() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Another session's id ends nothing.
+        let _: TerminateResponse = raw::call(
+            addr,
+            TERMINATE_PATH,
+            TerminateRequest {
+                session_id: "another".into(),
+            },
+        )
+        .await
+        .expect("terminate answers");
+        assert!(session::is_active());
+        let _: TerminateResponse = raw::call(
+            addr,
+            TERMINATE_PATH,
+            TerminateRequest {
+                session_id: "ended-early".into(),
+            },
+        )
+        .await
+        .expect("terminate answers");
+        let response = profile
+            .await
+            .expect("the task")
+            .expect("the capture answers");
+        assert!(!response.empty_trace);
+        assert_eq!(response.tool_data.len(), 1);
+        assert_eq!(response.tool_data[0].name, XPLANE_TOOL);
+        let space = xspace::decode(&response.tool_data[0].data).expect("an XSpace");
+        assert!(host_lines(&space).iter().any(|(name, _)| name == "worker"));
+
+        let monitor =
+            raw::call::<_, TerminateResponse>(addr, MONITOR_PATH, MonitorRequest::default())
+                .await
+                .expect_err("Monitor is not served");
+        assert_eq!(monitor.code(), tonic::Code::Unimplemented);
+        let unknown = raw::call::<_, TerminateResponse>(
+            addr,
+            "/some.Service/Method",
+            MonitorRequest::default(),
+        )
+        .await
+        .expect_err("an unknown method");
+        assert_eq!(unknown.code(), tonic::Code::Unimplemented);
+        // Bytes that are not a ProfileRequest.
+        let garbage = raw::call::<_, ProfileResponse>(
+            addr,
+            PROFILE_PATH,
+            trace_export::proto::profiler_service::ProfileToolData {
+                name: String::new(),
+                data: vec![0xff; 64],
+            },
+        )
+        .await;
+        assert!(garbage.is_err(), "{garbage:?}");
+    });
+    assert!(!session::is_active());
+}
