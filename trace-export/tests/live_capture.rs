@@ -629,3 +629,19 @@ fn terminate_ends_a_capture_early_with_what_was_recorded_and_monitor_is_unimplem
     });
     assert!(!session::is_active());
 }
+
+#[test]
+fn the_client_can_be_called_from_an_async_runtime() {
+    let _turn = turn();
+    let server = server::start("127.0.0.1:0").expect("start the server");
+    let _work = Workload::start();
+    let addr = server.local_addr().to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let report = runtime
+        .block_on(async { client::trace_with(&addr, scratch("async"), options(100)) })
+        .expect("a capture from async code");
+    assert!(report.hosts[0].result.is_ok());
+}

@@ -166,62 +166,34 @@ pub fn trace_with(
         .delay_ms
         .unwrap_or(if addresses.len() > 1 { 1000 } else { 0 });
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
-        .map_err(|e| Error::Network {
-            action: "start the capture client for",
-            addr: service_addr.to_owned(),
-            source: e,
-        })?;
-    let answers: Vec<std::result::Result<ProfileResponse, String>> = runtime.block_on(async {
-        let start_timestamp_ns = if delay_ms == 0 {
-            0
-        } else {
-            wall_ns().saturating_add(delay_ms.saturating_mul(1_000_000))
-        };
-        let tasks: Vec<_> = addresses
-            .iter()
-            .map(|address| {
-                let request = ProfileRequest {
-                    duration_ms: options.duration_ms,
-                    max_events: options.max_events,
-                    tools: vec![XPLANE_TOOL.trim_end_matches(".pb").to_owned()],
-                    opts: Some(ProfileOptions {
-                        host_tracer_level: options.host_tracer_level,
-                        device_tracer_level: 1,
-                        version: 1,
-                        start_timestamp_ns,
-                        duration_ms: options.duration_ms,
-                        ..ProfileOptions::default()
-                    }),
-                    repository_root: profile_dir.to_string_lossy().into_owned(),
-                    session_id: run.clone(),
-                    host_name: address.clone(),
-                    ..ProfileRequest::default()
-                };
-                let deadline = Duration::from_millis(
-                    delay_ms.saturating_add(options.duration_ms.saturating_mul(2).max(60_000)),
-                );
-                tokio::spawn(capture_host(
-                    address.clone(),
-                    request,
-                    deadline,
-                    options.clone(),
-                ))
+    // On a thread of its own: the caller may be a thread of an async runtime, where a
+    // runtime cannot block.
+    let answers = std::thread::scope(|scope| {
+        let capture = scope.spawn(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .enable_time()
+                .build()
+                .map_err(|e| Error::Network {
+                    action: "start the capture client for",
+                    addr: service_addr.to_owned(),
+                    source: e,
+                })?;
+            Ok(runtime.block_on(capture_all(
+                &addresses,
+                &run,
+                &profile_dir,
+                delay_ms,
+                &options,
+            )))
+        });
+        capture.join().unwrap_or_else(|_| {
+            Err(Error::Capture {
+                service_addr: service_addr.to_owned(),
+                reason: "the capture thread panicked".into(),
             })
-            .collect();
-        let mut answers = Vec::with_capacity(tasks.len());
-        for task in tasks {
-            answers.push(
-                task.await
-                    .unwrap_or_else(|e| Err(format!("the capture task failed: {e}"))),
-            );
-        }
-        answers
-    });
-    drop(runtime);
+        })
+    })?;
 
     let mut hosts = Vec::with_capacity(addresses.len());
     let mut written = 0;
@@ -265,6 +237,60 @@ pub fn trace_with(
         });
     }
     Ok(CaptureReport { run_dir, hosts })
+}
+
+/// Captures every address in parallel; one answer or failure per address, in order.
+async fn capture_all(
+    addresses: &[String],
+    run: &str,
+    profile_dir: &Path,
+    delay_ms: u64,
+    options: &CaptureOptions,
+) -> Vec<std::result::Result<ProfileResponse, String>> {
+    let start_timestamp_ns = if delay_ms == 0 {
+        0
+    } else {
+        wall_ns().saturating_add(delay_ms.saturating_mul(1_000_000))
+    };
+    let tasks: Vec<_> = addresses
+        .iter()
+        .map(|address| {
+            let request = ProfileRequest {
+                duration_ms: options.duration_ms,
+                max_events: options.max_events,
+                tools: vec![XPLANE_TOOL.trim_end_matches(".pb").to_owned()],
+                opts: Some(ProfileOptions {
+                    host_tracer_level: options.host_tracer_level,
+                    device_tracer_level: 1,
+                    version: 1,
+                    start_timestamp_ns,
+                    duration_ms: options.duration_ms,
+                    ..ProfileOptions::default()
+                }),
+                repository_root: profile_dir.to_string_lossy().into_owned(),
+                session_id: run.to_owned(),
+                host_name: address.clone(),
+                ..ProfileRequest::default()
+            };
+            let deadline = Duration::from_millis(
+                delay_ms.saturating_add(options.duration_ms.saturating_mul(2).max(60_000)),
+            );
+            tokio::spawn(capture_host(
+                address.clone(),
+                request,
+                deadline,
+                options.clone(),
+            ))
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        answers.push(
+            task.await
+                .unwrap_or_else(|e| Err(format!("the capture task failed: {e}"))),
+        );
+    }
+    answers
 }
 
 fn wall_ns() -> u64 {
