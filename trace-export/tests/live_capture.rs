@@ -353,9 +353,24 @@ fn durations_and_requests_beyond_the_bounds_are_refused() {
 }
 
 #[test]
-fn an_address_in_use_is_a_typed_error() {
+fn the_server_binds_only_the_address_given_and_bad_addresses_are_typed_errors() {
     let _turn = turn();
     let server = server::start("127.0.0.1:0").expect("start the server");
+    // Another loopback address of this machine: nothing listens there.
+    let elsewhere = SocketAddr::from(([127, 0, 0, 2], server.local_addr().port()));
+    if TcpListener::bind((elsewhere.ip(), 0)).is_ok() {
+        assert!(
+            TcpStream::connect(elsewhere).is_err(),
+            "{elsewhere} answered"
+        );
+    }
+    match server::start("no port here") {
+        Err(Error::Network { action, addr, .. }) => {
+            assert_eq!(action, "resolve");
+            assert_eq!(addr, "no port here");
+        }
+        other => panic!("expected Error::Network, got {other:?}"),
+    }
     match server::start(server.local_addr()) {
         Err(Error::Network { action, addr, .. }) => {
             assert_eq!(action, "bind");

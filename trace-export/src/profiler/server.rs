@@ -37,6 +37,7 @@
 //! out of captures.
 
 use std::convert::Infallible;
+use std::fmt;
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
@@ -155,7 +156,7 @@ pub struct ProfilerServer {
 ///
 /// `addr` is bound as given: `"127.0.0.1:6009"` serves this machine only; port 0 picks a
 /// free port ([`ProfilerServer::local_addr`] tells which).
-pub fn start(addr: impl ToSocketAddrs) -> Result<ProfilerServer> {
+pub fn start(addr: impl ToSocketAddrs + fmt::Display) -> Result<ProfilerServer> {
     start_with(addr, ServerOptions::default())
 }
 
@@ -163,11 +164,14 @@ pub fn start(addr: impl ToSocketAddrs) -> Result<ProfilerServer> {
 ///
 /// Errors with [`Error::Network`] when `addr` does not resolve or cannot be bound (in use,
 /// not an address of this machine), and with [`Error::InvalidOption`] for a zero bound.
-pub fn start_with(addr: impl ToSocketAddrs, options: ServerOptions) -> Result<ProfilerServer> {
+pub fn start_with(
+    addr: impl ToSocketAddrs + fmt::Display,
+    options: ServerOptions,
+) -> Result<ProfilerServer> {
     options.check()?;
     let resolve_error = |source| Error::Network {
         action: "resolve",
-        addr: "the profiler server's address".into(),
+        addr: addr.to_string(),
         source,
     };
     let addrs: Vec<SocketAddr> = addr.to_socket_addrs().map_err(resolve_error)?.collect();
