@@ -270,3 +270,40 @@ fn xprof_captures_after_garbage_http1_and_a_stalled_preface() {
     drop((garbage, http1, stalled, silent));
     let _ = std::fs::remove_dir_all(&logdir);
 }
+
+#[test]
+fn the_rust_client_captures_two_processes_into_one_run() {
+    let (a, b) = (Profiled::spawn(), Profiled::spawn());
+    let logdir = scratch("rust-two");
+    let run_dir =
+        trace_export::profiler::client::trace(&format!("{},{}", a.addr, b.addr), &logdir, 500)
+            .expect("capture both processes");
+    let (only_run, files) = single_run(&logdir);
+    assert_eq!(only_run, run_dir);
+    let mut expected = vec![
+        format!("127.0.0.1_{}.xplane.pb", a.port()),
+        format!("127.0.0.1_{}.xplane.pb", b.port()),
+    ];
+    expected.sort();
+    assert_eq!(files, expected);
+    for file in &files {
+        let bytes = std::fs::read(run_dir.join(file)).expect("read a host's profile");
+        let space = trace_export::xspace::decode(&bytes).expect("a valid XSpace");
+        let host = space
+            .planes
+            .iter()
+            .find(|p| p.name == trace_export::xspace::HOST_PLANE)
+            .expect("a host plane");
+        assert!(host
+            .lines
+            .iter()
+            .any(|l| l.name == "data-loader" && !l.events.is_empty()));
+    }
+    if oracle_python().is_some() {
+        let summary = oracle(&logdir);
+        for xplane in summary["xplanes"].as_array().expect("xplanes") {
+            assert_host_profile(xplane);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&logdir);
+}
