@@ -15,8 +15,8 @@
 //! Files: `<logdir>/plugins/profile/<run>/<host>.xplane.pb` and, beside it,
 //! `<host>.trace.json.gz` for Perfetto UI.
 //!
-//! With the cargo feature `server`, [`server`] lets TensorBoard's "Capture profile" button
-//! profile the running program, and [`client`] captures such programs from Rust.
+//! With the cargo feature `server`, `profiler::server` lets TensorBoard's "Capture profile"
+//! button profile the running program, and `profiler::client` captures such programs.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
