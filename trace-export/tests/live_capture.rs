@@ -404,13 +404,48 @@ fn bad_bytes_and_http1_leave_the_server_serving() {
     let _ =
         frames.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\xff\xff\xff\x09\x00\x00\x00\x00\x01");
     let _ = frames.read_to_end(&mut rest);
-    // Held open while a capture runs: a silent client and half a preface.
-    let _silent = TcpStream::connect(addr).unwrap();
-    let mut half = TcpStream::connect(addr).unwrap();
-    half.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
+    // Held open while a capture runs: more silent clients and half prefaces than the server
+    // serves connections.
+    let mut held = Vec::new();
+    for _ in 0..2 * ServerOptions::default().max_connections {
+        held.push(TcpStream::connect(addr).unwrap());
+        let mut half = TcpStream::connect(addr).unwrap();
+        half.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
+        held.push(half);
+    }
 
     client::trace_with(&addr.to_string(), scratch("after-garbage"), options(200))
         .expect("a capture after bad connections");
+}
+
+#[test]
+fn idle_http2_connections_are_closed_and_the_next_capture_works() {
+    let _turn = turn();
+    let options_ = ServerOptions {
+        max_connections: 4,
+        handshake_timeout: Duration::from_millis(300),
+        ..ServerOptions::default()
+    };
+    let server = server::start_with("127.0.0.1:0", options_).expect("start the server");
+    let _work = Workload::start();
+    let addr = server.local_addr();
+    // Every place taken by a connection that sends the preface and then nothing.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            .unwrap();
+        idle.push(stream);
+    }
+    // The server closes them (they sent no request in time)...
+    for stream in &mut idle {
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+    }
+    // ...and serves the next capture.
+    client::trace_with(&addr.to_string(), scratch("after-idle"), options(100))
+        .expect("a capture after idle connections");
 }
 
 #[test]

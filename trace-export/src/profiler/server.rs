@@ -36,11 +36,13 @@
 //! while a capture runs); they record nothing themselves, and threads of these names are left
 //! out of captures.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::thread::{self, JoinHandle};
@@ -50,7 +52,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
-use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, Semaphore};
 use tonic::{Code, Status};
 use tonic_prost::ProstCodec;
 use trace_runtime::session::{self, SessionConfig, SessionError};
@@ -86,9 +88,12 @@ pub struct ServerOptions {
     pub max_request_bytes: usize,
     /// A profile larger than this is not sent (`RESOURCE_EXHAUSTED`). Default: 1 GiB.
     pub max_response_bytes: usize,
-    /// Connections served at once; further ones are closed at once. Default: 16.
+    /// HTTP/2 connections served at once; further ones are closed at once. As many again
+    /// may be opening (not yet past the HTTP/2 preface): a new one then closes the oldest
+    /// of those, so that silent connections never lock a client out. Default: 16.
     pub max_connections: usize,
-    /// Time a new connection has to send the HTTP/2 preface. Default: 10 s.
+    /// Time a new connection has to send the HTTP/2 preface, and then its first request.
+    /// Default: 10 s.
     pub handshake_timeout: Duration,
 }
 
@@ -343,15 +348,32 @@ async fn serve(
         }
     };
     let connections = Arc::new(Semaphore::new(shared.options.max_connections));
+    let opening: Arc<Mutex<VecDeque<Opening>>> = Arc::default();
+    let mut next_id = 0u64;
     loop {
         tokio::select! {
             _ = &mut stopped => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    // Over the limit the stream is dropped, which closes it.
-                    if let Ok(permit) = Arc::clone(&connections).try_acquire_owned() {
-                        tokio::spawn(serve_connection(stream, peer, Arc::clone(&shared), permit));
+                    next_id += 1;
+                    let (close, closed) = oneshot::channel();
+                    {
+                        let mut opening = lock(&opening);
+                        if opening.len() >= shared.options.max_connections {
+                            if let Some(oldest) = opening.pop_front() {
+                                let _ = oldest.close.send(());
+                            }
+                        }
+                        opening.push_back(Opening { id: next_id, close });
                     }
+                    let connection = Connection {
+                        id: next_id,
+                        peer,
+                        shared: Arc::clone(&shared),
+                        connections: Arc::clone(&connections),
+                        opening: Arc::clone(&opening),
+                    };
+                    tokio::spawn(connection.serve(stream, closed));
                 }
                 // Out of file descriptors, or a connection reset before it was accepted:
                 // wait a little rather than spin.
@@ -361,32 +383,68 @@ async fn serve(
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
+/// A connection that has not sent the HTTP/2 preface yet.
+struct Opening {
+    id: u64,
+    /// Closes it to make room for a newer one.
+    close: oneshot::Sender<()>,
+}
+
+struct Connection {
+    id: u64,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    _permit: OwnedSemaphorePermit,
-) {
-    let _ = stream.set_nodelay(true);
-    let opened = tokio::time::timeout(shared.options.handshake_timeout, preface(&stream)).await;
-    match opened {
-        Ok(Preface::Http2) => {}
-        Ok(Preface::Other) => return refuse_non_grpc(stream).await,
-        Ok(Preface::Closed) | Err(_) => return,
+    connections: Arc<Semaphore>,
+    opening: Arc<Mutex<VecDeque<Opening>>>,
+}
+
+impl Connection {
+    async fn serve(self, stream: TcpStream, closed: oneshot::Receiver<()>) {
+        let _ = stream.set_nodelay(true);
+        let limit = self.shared.options.handshake_timeout;
+        let opened = tokio::select! {
+            opened = tokio::time::timeout(limit, preface(&stream)) => opened.ok(),
+            _ = closed => None,
+        };
+        lock(&self.opening).retain(|opening| opening.id != self.id);
+        match opened {
+            Some(Preface::Http2) => {}
+            Some(Preface::Other) => return refuse_non_grpc(stream).await,
+            Some(Preface::Closed) | None => return,
+        }
+        // Over the limit of HTTP/2 connections the stream is dropped, which closes it.
+        let Ok(_permit) = Arc::clone(&self.connections).try_acquire_owned() else {
+            return;
+        };
+        let (shared, peer) = (self.shared, self.peer);
+        let age = shared.options.max_connection_age();
+        let requested = Arc::new(AtomicBool::new(false));
+        let service = {
+            let requested = Arc::clone(&requested);
+            hyper::service::service_fn(move |request| {
+                requested.store(true, Ordering::Relaxed);
+                let shared = Arc::clone(&shared);
+                async move { Ok::<_, Infallible>(route(shared, peer, request).await) }
+            })
+        };
+        let connection = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(4)
+            .max_header_list_size(16 << 10)
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .serve_connection(TokioIo::new(stream), service);
+        let mut connection = std::pin::pin!(connection);
+        // A connection that sends no request in time is closed (dropping it closes it), so
+        // that idle HTTP/2 connections cannot hold every place either.
+        tokio::select! {
+            _ = &mut connection => return,
+            _ = tokio::time::sleep(limit) => {}
+        }
+        if requested.load(Ordering::Relaxed) {
+            let _ = tokio::time::timeout(age.saturating_sub(limit), connection).await;
+        }
     }
-    let age = shared.options.max_connection_age();
-    let service = hyper::service::service_fn(move |request| {
-        let shared = Arc::clone(&shared);
-        async move { Ok::<_, Infallible>(route(shared, peer, request).await) }
-    });
-    let connection = http2::Builder::new(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(4)
-        .max_header_list_size(16 << 10)
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20))
-        .serve_connection(TokioIo::new(stream), service);
-    let _ = tokio::time::timeout(age, connection).await;
 }
 
 enum Preface {
