@@ -28,8 +28,9 @@
 //!   session goes on;
 //! * durations, start delays, events, request and response sizes and connections are bounded
 //!   ([`ServerOptions`]); a connection that does not open with the HTTP/2 preface in time
-//!   (garbage, HTTP/1, a slow or silent client) is closed, and a connection lives at most as
-//!   long as the longest capture allows;
+//!   (garbage, HTTP/1, a slow or silent client), or then sends no request in time, is closed;
+//!   connections still opening make room for newer ones; a connection lives at most as long
+//!   as the longest capture allows;
 //! * a client that goes away mid-capture ends the capture: the recording stops and is dropped.
 //!
 //! The server runs on its own threads (`trace-profiler-server`, and `trace-profiler-capture`
