@@ -41,6 +41,16 @@ if kind == "tracing_app":
     expect(lines.get("data-loader", 0) == 10, f"data-loader events: {lines}")
     workers = [line for line in plane["lines"] if line["name"] == "worker"]
     expect(workers and sum(line["events"] for line in workers) > 0, f"runtime worker lines: {lines}")
+if kind == "serve":
+    # A capture of the running serve example: steps of its training loop, its loader thread,
+    # none of the profiler server's own threads.
+    plane = next(p for p in xplanes[0]["planes"] if p["name"] == "/host:CPU")
+    steps = xplanes[0]["tools"]["overview_page"]["steps"]
+    expect(steps and all(name.startswith("Train ") and ms > 0 for name, ms in steps), f"overview steps: {steps[:5]}")
+    names = [line["name"] for line in plane["lines"]]
+    loader = [line for line in plane["lines"] if line["name"] == "data-loader"]
+    expect(loader and loader[0]["events"] > 0, f"no data-loader events: {names}")
+    expect(not any(n.startswith("trace-profiler-") for n in names), f"server threads captured: {names}")
 
 if kind == "summaries":
     run = summary["runs"].get(".", {})

@@ -1790,18 +1790,21 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
 
-    let only_stop = std::env::var("TRACE_BENCH_ONLY").is_ok_and(|v| v == "stop");
-    if !only_stop {
+    // `TRACE_BENCH_ONLY=stop` or `=capture`: only that section.
+    let only = std::env::var("TRACE_BENCH_ONLY").ok();
+    if !matches!(only.as_deref(), Some("stop" | "capture")) {
         span_table(&settings, &mut out, &mut notes);
     }
-    if std::env::var_os("TRACE_BENCH_ONLY").is_none() {
+    if only.is_none() {
         two_threads(&settings, &mut out);
         memory_per_event(&settings, &mut out);
         export(&settings, &mut out);
     }
-    // `TRACE_BENCH_ONLY=stop`: only `profiler::stop` end to end and by phase.
-    if std::env::var_os("TRACE_BENCH_ONLY").is_none() || only_stop {
+    if only.is_none() || only.as_deref() == Some("stop") {
         stop_end_to_end(&settings, &mut out);
+    }
+    if only.is_none() || only.as_deref() == Some("capture") {
+        live_capture::section(&settings, &mut out, &mut notes);
     }
 
     if !notes.is_empty() {
@@ -1826,5 +1829,177 @@ fn main() {
     match written {
         Ok(()) => eprintln!("trace-bench: report written to {}", path.display()),
         Err(e) => eprintln!("trace-bench: could not write {}: {e}", path.display()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Live capture: what serving the profiler costs the profiled loop
+// ---------------------------------------------------------------------------------------------
+
+mod live_capture {
+    use std::fmt::Write as _;
+    use std::thread::JoinHandle;
+    use std::time::{Duration, Instant};
+
+    use trace_export::profiler::client::{self, CaptureOptions};
+    use trace_export::profiler::server::{self, ProfilerServer};
+    use trace_runtime::session;
+
+    use super::{calibrate, ours_run, pass, Ours, OursMode, Row, Settings, Subject};
+
+    /// The loop with recording off while a profiler server is up and idle (no capture).
+    struct OffServerIdle {
+        server: Option<ProfilerServer>,
+    }
+
+    impl Subject for OffServerIdle {
+        fn name(&self) -> String {
+            "recording off, profiler server idle".into()
+        }
+        fn before(&mut self, _spans: u64) {
+            self.server = server::start("127.0.0.1:0").ok();
+            // Process CPU time counts every thread: let the server's thread finish starting
+            // (its runtime, the listener), so that the slot sees it idle.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        fn run(&mut self, spans: u64) {
+            ours_run(spans);
+        }
+        fn after(&mut self) {
+            self.server = None;
+        }
+    }
+
+    /// The loop recorded by a live capture: a capture client in another thread asks the
+    /// server to record for longer than the slot runs.
+    struct DuringCapture {
+        server: Option<ProfilerServer>,
+        capture: Option<JoinHandle<Result<(), String>>>,
+        logdir: std::path::PathBuf,
+        duration_ms: u64,
+        warnings: Vec<String>,
+    }
+
+    impl Subject for DuringCapture {
+        fn name(&self) -> String {
+            "recording on, during a live capture".into()
+        }
+        fn before(&mut self, _spans: u64) {
+            if self.server.is_none() {
+                self.server = server::start("127.0.0.1:0").ok();
+            }
+            let Some(server) = &self.server else {
+                self.warnings
+                    .push("the profiler server did not start".into());
+                return;
+            };
+            let addr = server.local_addr().to_string();
+            let (logdir, duration_ms) = (self.logdir.clone(), self.duration_ms);
+            self.capture = Some(std::thread::spawn(move || {
+                let options = CaptureOptions {
+                    duration_ms,
+                    attempts: 1,
+                    max_events: 1 << 22,
+                    ..CaptureOptions::default()
+                };
+                client::trace_with(&addr, &logdir, options)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !session::is_active() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            trace_runtime::trace!("warm-up", {});
+        }
+        fn run(&mut self, spans: u64) {
+            ours_run(spans);
+        }
+        fn after(&mut self) {
+            if let Some(capture) = self.capture.take() {
+                match capture.join() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => self.warnings.push(format!("capture failed: {e}")),
+                    Err(_) => self.warnings.push("the capture thread panicked".into()),
+                }
+            }
+            let _ = std::fs::remove_dir_all(&self.logdir);
+        }
+        fn warnings(&self) -> Vec<String> {
+            self.warnings.clone()
+        }
+    }
+
+    pub(super) fn section(settings: &Settings, out: &mut String, notes: &mut Vec<String>) {
+        let duration_ms = if settings.quick { 100 } else { 300 };
+        let subjects: Vec<Box<dyn Subject>> = vec![
+            Box::new(Ours::new(OursMode::Off)),
+            Box::new(OffServerIdle { server: None }),
+            Box::new(Ours::new(OursMode::On)),
+            Box::new(DuringCapture {
+                server: None,
+                capture: None,
+                logdir: std::env::temp_dir()
+                    .join(format!("trace-bench-capture-{}", std::process::id())),
+                duration_ms,
+                warnings: Vec::new(),
+            }),
+        ];
+        let mut rows: Vec<Row> = subjects
+            .into_iter()
+            .map(|mut subject| {
+                let spans = calibrate(subject.as_mut(), settings);
+                Row {
+                    subject,
+                    spans,
+                    slots: Vec::new(),
+                }
+            })
+            .collect();
+        let rounds = settings.rounds.min(11);
+        eprintln!("trace-bench: live capture, {rounds} rounds");
+        for _ in 0..rounds {
+            for row in rows.iter_mut() {
+                row.measure();
+            }
+        }
+        let _ = writeln!(
+            out,
+            "## Live capture: the profiled loop with a profiler server\n\n\
+             {rounds} interleaved rounds, medians; same loop as the span table. A capture \
+             records through the same recorder as a local session; its client and the \
+             server wait in other threads.\n"
+        );
+        let _ = writeln!(
+            out,
+            "| system | spans/slot | cpu ns/span | compared with | ratio | budget | result |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---|---:|---|---|");
+        for (i, row) in rows.iter().enumerate() {
+            let cpu = row.cpu();
+            let (reference, ratio) = match i {
+                1 => ("recording off, no server", cpu / rows[0].cpu()),
+                3 => ("recording on, local session", cpu / rows[2].cpu()),
+                _ => ("", f64::NAN),
+            };
+            let (budget, result) = match i {
+                // "Unmeasurable": within the noise of the same loop without a server.
+                1 | 3 => ("<= 1.1x".to_string(), pass(ratio <= 1.1).to_string()),
+                _ => (String::new(), String::new()),
+            };
+            let ratio = if ratio.is_nan() {
+                String::new()
+            } else {
+                format!("{ratio:.2}x")
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {cpu:.2} | {reference} | {ratio} | {budget} | {result} |",
+                row.subject.name(),
+                row.spans,
+            );
+            notes.extend(row.subject.warnings());
+        }
+        let _ = writeln!(out);
     }
 }

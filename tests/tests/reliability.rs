@@ -70,7 +70,7 @@ fn profiler_and_summary_sessions_cannot_both_record() {
     assert_eq!(
         session::start(&SessionConfig::default()),
         Err(session::SessionError::AlreadyActive {
-            owner: "a profiler session"
+            owner: "a profiler session (profiler::start)"
         })
     );
     assert!(matches!(

@@ -4,6 +4,7 @@
 //! trace-export report logs                       # newest run under logs/plugins/profile
 //! trace-export report run/host.xplane.pb --top 50
 //! trace-export convert run/host.xplane.pb --chrome trace.json.gz
+//! trace-export capture localhost:6009 logs --duration-ms 2000   # feature `server`
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -44,6 +45,22 @@ enum Command {
         #[arg(long)]
         chrome: PathBuf,
     },
+    /// Profiles running programs that serve the profiler (TensorBoard's "Capture profile"):
+    /// writes LOGDIR/plugins/profile/<run>/<host>_<port>.xplane.pb, one per address.
+    /// Needs the `server` feature.
+    Capture {
+        /// host:port of the profiler server; several, comma-separated, are captured at once
+        /// into one run.
+        service_addr: String,
+        /// The logdir to write the run into.
+        logdir: PathBuf,
+        /// How long to record.
+        #[arg(long, default_value_t = 2000)]
+        duration_ms: u64,
+        /// Records events of level at most this: 1 critical, 2 info, 3 verbose.
+        #[arg(long, default_value_t = 2)]
+        host_tracer_level: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -51,6 +68,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Report { path, top } => report(&path, top),
         Command::Convert { xplane, chrome } => convert(&xplane, &chrome),
+        Command::Capture {
+            service_addr,
+            logdir,
+            duration_ms,
+            host_tracer_level,
+        } => capture(&service_addr, &logdir, duration_ms, host_tracer_level),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -94,6 +117,44 @@ fn convert(xplane: &Path, out: &Path) -> Result<(), Error> {
     }
     eprintln!("wrote {}", out.display());
     Ok(())
+}
+
+#[cfg(feature = "server")]
+fn capture(
+    service_addr: &str,
+    logdir: &Path,
+    duration_ms: u64,
+    host_tracer_level: u32,
+) -> Result<(), Error> {
+    use trace_export::profiler::client::{self, CaptureOptions};
+    let report = client::trace_with(
+        service_addr,
+        logdir,
+        CaptureOptions {
+            duration_ms,
+            host_tracer_level,
+            ..CaptureOptions::default()
+        },
+    )?;
+    for host in &report.hosts {
+        match &host.result {
+            Ok(path) => eprintln!("wrote {}", path.display()),
+            Err(reason) => eprintln!("trace-export: {}: {reason}", host.address),
+        }
+    }
+    println!("{}", report.run_dir.display());
+    Ok(())
+}
+
+#[cfg(not(feature = "server"))]
+fn capture(_: &str, _: &Path, _: u64, _: u32) -> Result<(), Error> {
+    Err(Error::InvalidOption {
+        option: "capture",
+        reason: "this trace-export was built without the `server` feature (cargo install \
+                 trace-export --features server, or cargo run -p trace-export --features \
+                 server -- capture ...)"
+            .into(),
+    })
 }
 
 fn read_xspace(path: &Path) -> Result<XSpace, Error> {

@@ -26,6 +26,36 @@ pub enum Error {
         /// What is running.
         active: &'static str,
     },
+    /// The profiler server (feature `server`) is recording a live capture for a remote client.
+    #[error(
+        "cannot start {requested}: the profiler server is recording a remote capture for \
+         {client} (it ends with the capture; the capture is left alone)"
+    )]
+    RemoteCapture {
+        /// What was asked for.
+        requested: &'static str,
+        /// The address of the client that asked for the capture.
+        client: String,
+    },
+    /// A network operation of the profiler server or the capture client failed.
+    #[error("{action} {addr}: {source}")]
+    Network {
+        /// What was being done ("bind", "resolve", ...).
+        action: &'static str,
+        /// The address involved.
+        addr: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A live capture (`profiler::client::trace`) got a profile from none of its hosts.
+    #[error("capture from {service_addr} failed: {reason}")]
+    Capture {
+        /// The addresses, as given.
+        service_addr: String,
+        /// What went wrong with each host.
+        reason: String,
+    },
     /// Stopping or exporting with nothing running.
     #[error("{0}")]
     NotActive(&'static str),

@@ -14,6 +14,9 @@
 //!
 //! Files: `<logdir>/plugins/profile/<run>/<host>.xplane.pb` and, beside it,
 //! `<host>.trace.json.gz` for Perfetto UI.
+//!
+//! With the cargo feature `server`, `profiler::server` lets TensorBoard's "Capture profile"
+//! button profile the running program, and `profiler::client` captures such programs.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -26,6 +29,11 @@ use crate::error::{Error, Result};
 use crate::files;
 use crate::report::Report;
 use crate::{chrome, xspace};
+
+#[cfg(feature = "server")]
+pub mod client;
+#[cfg(feature = "server")]
+pub mod server;
 
 /// Options of a profiling session, after TensorFlow's `ProfilerOptions`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,16 +139,23 @@ pub fn start_with(logdir: impl AsRef<Path>, options: ProfilerOptions) -> Result<
 }
 
 /// Who a profiler session's recording belongs to, as a second `start` is told.
-const PROFILER: &str = "a profiler session";
+const PROFILER: &str = "a profiler session (profiler::start)";
 
 /// Starts the recorder for `config.owner`; a busy recorder is an error that names who
 /// records. Must not be called with the profiler lock held.
 pub(crate) fn start_recording(config: &SessionConfig, requested: &'static str) -> Result<()> {
     session::start(config).map_err(|error| match error {
-        SessionError::AlreadyActive { owner } => Error::AlreadyActive {
-            requested,
-            active: owner,
-        },
+        SessionError::AlreadyActive { owner } => {
+            // The recorder may be held by a live capture of the profiler server.
+            #[cfg(feature = "server")]
+            if let Some(client) = server::remote_capture() {
+                return Error::RemoteCapture { requested, client };
+            }
+            Error::AlreadyActive {
+                requested,
+                active: owner,
+            }
+        }
         other => Error::InvalidOption {
             option: "level",
             reason: other.to_string(),

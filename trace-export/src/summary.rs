@@ -368,7 +368,7 @@ fn trace_state() -> MutexGuard<'static, TraceState> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-const TRACE_ON: &str = "a summary trace (trace_on)";
+const TRACE_ON: &str = "a summary trace (summary::trace_on)";
 
 /// Starts recording every thread, like `tf.summary.trace_on`; [`trace_export`] stops and
 /// writes what was recorded, [`trace_off`] stops and discards it.

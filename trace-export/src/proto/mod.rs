@@ -9,11 +9,15 @@
 //!   `<host>.xplane.pb` profile that xprof's Profile tab reads.
 //! * [`tensorboard`]: `tensorboard/compat/proto/*.proto` (package `tensorboard`), the records
 //!   of a TensorBoard event file.
+//! * `profiler_service` (feature `server`): `tensorflow.ProfilerService`, the live-capture
+//!   protocol of TensorBoard's "Capture profile" button.
 //!
 //! Tests check every declared field (name, number, type, label, oneof) against the
 //! descriptors the reading programs were built with, kept in `tests/data/` and extracted
 //! from the installed packages by `proto/extract_descriptors.py`.
 
+#[cfg(feature = "server")]
+pub mod profiler_service;
 pub mod tensorboard;
 pub mod xplane;
 
