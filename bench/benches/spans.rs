@@ -1165,10 +1165,13 @@ fn first_session_round(system: FirstSessionSystem, spans: u64) -> f64 {
                 // As large as our default buffer: a fresh mapping, never recycled heap.
                 let records = SessionConfig::default().max_events_per_thread;
                 let (ptr, layout) = baseline_install(records, false);
-                // SAFETY: the range is the allocation just made; the advice changes no
-                // contents.
+                // madvise wants a page-aligned start.
+                let start = ptr as usize & !4095;
+                let end = ptr as usize + layout.size();
+                // SAFETY: the range lies within the mapping that holds the allocation just
+                // made; the advice changes no contents.
                 unsafe {
-                    libc::madvise(ptr.cast(), layout.size(), libc::MADV_HUGEPAGE);
+                    libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
                 }
                 Some((ptr, layout))
             }

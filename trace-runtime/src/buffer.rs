@@ -7,8 +7,9 @@
 //! pages are already populated. Crossing that limit takes a cold path that populates the
 //! next chunk of pages at once (`MADV_POPULATE_WRITE` on Linux, one write per page
 //! elsewhere) and raises the limit: a thread's first session pays its page faults there, in
-//! a few large steps, instead of one per page inside the spans it records. Chunks grow from
-//! [`FIRST_CHUNK`] to [`MAX_CHUNK`], which bounds what is populated ahead of the writer. An
+//! a few large steps, instead of one per page inside the spans it records. The first chunk
+//! is [`FIRST_CHUNK`], the next ones [`MAX_CHUNK`], which bounds what is populated ahead of
+//! the writer. An
 //! event that crosses the limit has read its end clock already, so the populating is not
 //! part of its duration; its mark is held meanwhile, so a `stop` at that moment waits for
 //! one chunk to be populated. A buffer reused in a later session keeps its populated pages.
@@ -177,9 +178,8 @@ impl ThreadBuffer {
     /// Populates the pages of the next chunk, at least up to word `end`, and raises the
     /// populated limit past it; false (and nothing done) if `end` is beyond the capacity.
     ///
-    /// A chunk is as large as what is populated already, from the first chunk size up to
-    /// the largest, and ends on an address that is a multiple of its size: 2 MiB chunks are
-    /// whole huge pages.
+    /// The first chunk is the small one, the next ones the largest; a chunk ends on an
+    /// address that is a multiple of its size, so 2 MiB chunks are whole huge pages.
     #[cold]
     #[inline(never)]
     fn populate_through(&self, end: usize) -> bool {
@@ -193,13 +193,11 @@ impl ThreadBuffer {
             return true;
         }
         let (first, max) = self.chunks;
-        // Doubles what is populated, in powers of two.
-        let grown = (ready * WORD).checked_ilog2().map_or(0, |log| 1 << log);
-        let chunk = grown.clamp(first, max).max(WORD);
+        let chunk = if ready == 0 { first } else { max }.max(WORD);
         let base = self.words.as_ptr() as usize;
         let chunk_end = (base + ready * WORD + chunk) / chunk * chunk;
         let new_ready = ((chunk_end - base) / WORD).clamp(end, capacity);
-        populate(&self.words[ready..new_ready]);
+        populate_timed(&self.words, ready..new_ready);
         self.ready.store(new_ready, Ordering::Relaxed);
         true
     }
@@ -300,10 +298,74 @@ fn populate_by_writing(words: &[buffer_atomic::AtomicU64]) {
     }
 }
 
-/// Under loom the words are model objects: nothing to populate, and touching them would only
-/// add operations to every explored interleaving.
+/// What populating has cost this process so far, to learn whether huge pages pay here:
+/// picoseconds and bytes spent on small pages, and on chunks of whole huge pages.
+#[cfg(not(loom))]
+static POPULATED: [std::sync::atomic::AtomicU64; 4] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; 4];
+
+/// Chunks of whole huge pages measured before huge pages are judged: one may cost much more
+/// than the others (a page the host had to back first) without the advice being withdrawn.
+#[cfg(not(loom))]
+const HUGE_CHUNKS_JUDGED: u64 = 16;
+
+/// Set once huge pages were found to cost over twice as much per byte as small pages: later
+/// buffers of the process no longer ask for them.
+#[cfg(not(loom))]
+static HUGE_PAGES_COST_MORE: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Populates `range` of `words`, timing it to learn whether huge pages pay here.
+///
+/// A huge page is cheaper than the 512 small pages it replaces when the kernel has one at
+/// hand, but in a virtual machine whose host backs guest memory lazily a huge page can come
+/// from memory the host has not backed yet and cost many times more. Each buffer's first
+/// chunk is made of small pages; once [`HUGE_CHUNKS_JUDGED`] chunks of huge pages or more
+/// have cost over twice as much per byte, on average, as small pages, the advice is withdrawn
+/// from the rest of the buffer and later buffers do not ask for huge pages. (Where a host
+/// backs memory lazily, huge pages tend to come in runs of slow ones among fast ones: the
+/// margin and the number of chunks keep a run from withdrawing them.)
+#[cfg(not(loom))]
+fn populate_timed(words: &Words, range: std::ops::Range<usize>) {
+    const WORD: usize = std::mem::size_of::<u64>();
+    let bytes = (range.len() * WORD) as u64;
+    let advised = words.advised.load(Ordering::Relaxed);
+    let huge = advised && range.start >= words.huge.start && range.end <= words.huge.end;
+    let small = range.end <= words.huge.start || !advised;
+    let began = std::time::Instant::now();
+    populate(&words[range.clone()]);
+    let picos = began.elapsed().as_nanos() as u64 * 1000;
+    let [small_picos, small_bytes, huge_picos, huge_bytes] = &POPULATED;
+    if small {
+        small_picos.fetch_add(picos, Ordering::Relaxed);
+        small_bytes.fetch_add(bytes, Ordering::Relaxed);
+    } else if huge {
+        huge_picos.fetch_add(picos, Ordering::Relaxed);
+        let huge_bytes = huge_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let huge_picos = huge_picos.load(Ordering::Relaxed);
+        let (small_picos, small_bytes) = (
+            small_picos.load(Ordering::Relaxed) as u128,
+            small_bytes.load(Ordering::Relaxed) as u128,
+        );
+        // Averages per byte, huge over twice small, cross-multiplied.
+        if huge_bytes >= HUGE_CHUNKS_JUDGED * MAX_CHUNK as u64
+            && small_bytes != 0
+            && huge_picos as u128 * small_bytes > 2 * small_picos * huge_bytes as u128
+        {
+            HUGE_PAGES_COST_MORE.store(true, Ordering::Relaxed);
+        }
+    }
+    if advised && HUGE_PAGES_COST_MORE.load(Ordering::Relaxed) {
+        words.advised.store(false, Ordering::Relaxed);
+        let rest = &words[range.end.clamp(words.huge.start, words.huge.end)..words.huge.end];
+        advise_pages(rest, false);
+    }
+}
+
+/// Under loom the words are model objects: nothing to populate or time, and touching them
+/// would only add operations to every explored interleaving.
 #[cfg(loom)]
-fn populate(_words: &[buffer_atomic::AtomicU64]) {}
+fn populate_timed(_words: &Words, _range: std::ops::Range<usize>) {}
 
 /// A buffer's words: zeroed, never touched by the allocation, so that untouched capacity
 /// costs no memory, and placed so that its first chunk ([`FIRST_CHUNK`]) ends on a huge-page
@@ -318,6 +380,9 @@ struct Words {
     /// The first word, inside the allocation.
     first: ptr::NonNull<AtomicU64>,
     len: usize,
+    /// The words in whole huge pages, and whether they are still advised to use them.
+    huge: std::ops::Range<usize>,
+    advised: std::sync::atomic::AtomicBool,
 }
 
 // SAFETY: `Words` owns its allocation and hands out only `&[AtomicU64]`, which is `Send` and
@@ -369,6 +434,8 @@ fn zeroed_words(n: usize) -> Option<Words> {
             layout: std::alloc::Layout::new::<()>(),
             first: ptr::NonNull::dangling(),
             len: 0,
+            huge: 0..0,
+            advised: false.into(),
         });
     }
     // Buffers smaller than a few huge pages are not placed: they would gain little.
@@ -392,33 +459,52 @@ fn zeroed_words(n: usize) -> Option<Words> {
     // SAFETY: `offset + n * WORD <= size`: `offset < slack` (or both are 0), and the offset
     // is a multiple of the word size, since `start`, FIRST_CHUNK and MAX_CHUNK are.
     let first = unsafe { allocation.as_ptr().add(offset) }.cast::<AtomicU64>();
-    advise_huge_pages(first.cast(), n * WORD);
-    Some(Words {
+    // The whole huge pages inside the words.
+    let (begin, end) = (first as usize, first as usize + n * WORD);
+    let huge_begin = (begin.next_multiple_of(MAX_CHUNK) - begin) / WORD;
+    let huge_end = ((end & !(MAX_CHUNK - 1)).saturating_sub(begin) / WORD).max(huge_begin);
+    let words = Words {
         allocation,
         layout,
         // SAFETY: inside a non-null allocation.
         first: unsafe { ptr::NonNull::new_unchecked(first) },
         len: n,
-    })
+        huge: huge_begin.min(n)..huge_end.min(n),
+        advised: false.into(),
+    };
+    if !words.huge.is_empty() && !HUGE_PAGES_COST_MORE.load(Ordering::Relaxed) {
+        advise_pages(&words[words.huge.clone()], true);
+        words.advised.store(true, Ordering::Relaxed);
+    }
+    Some(words)
 }
 
-/// Asks the kernel to back a large buffer with transparent huge pages where it is configured
-/// to do so on request: a 2 MiB page costs one fault (or one populating step) where 4 KiB
-/// pages cost 512. Only the whole huge pages inside the buffer are advised; the advice
-/// changes no contents, and failure changes nothing.
+/// Asks the kernel to back `words`, whole huge pages, with transparent huge pages (`huge`)
+/// where it is configured to do so on request, or withdraws the request. The advice changes
+/// no contents, and failure changes nothing.
 #[cfg(all(target_os = "linux", not(loom)))]
-fn advise_huge_pages(start: *mut u8, len: usize) {
-    let begin = (start as usize).next_multiple_of(MAX_CHUNK);
-    let end = (start as usize + len) & !(MAX_CHUNK - 1);
-    if end > begin {
-        // SAFETY: [begin, end) lies inside the buffer that starts at `start`, which this
-        // function's caller owns; MADV_HUGEPAGE neither reads nor changes its contents.
-        unsafe { libc::madvise(begin as *mut libc::c_void, end - begin, libc::MADV_HUGEPAGE) };
+fn advise_pages(words: &[AtomicU64], huge: bool) {
+    if words.is_empty() {
+        return;
     }
+    let advice = if huge {
+        libc::MADV_HUGEPAGE
+    } else {
+        libc::MADV_NOHUGEPAGE
+    };
+    // SAFETY: the range is `words`, memory this process owns; the advice neither reads nor
+    // changes its contents.
+    unsafe {
+        libc::madvise(
+            words.as_ptr() as *mut libc::c_void,
+            std::mem::size_of_val(words),
+            advice,
+        )
+    };
 }
 
 #[cfg(all(not(target_os = "linux"), not(loom)))]
-fn advise_huge_pages(_start: *mut u8, _len: usize) {}
+fn advise_pages(_words: &[AtomicU64], _huge: bool) {}
 
 #[cfg(all(test, not(loom)))]
 mod tests {
