@@ -307,9 +307,9 @@ static POPULATED: [std::sync::atomic::AtomicU64; 4] =
 /// Chunks of whole huge pages measured before huge pages are judged: one may cost much more
 /// than the others (a page the host had to back first) without the advice being withdrawn.
 #[cfg(not(loom))]
-const HUGE_CHUNKS_JUDGED: u64 = 16;
+const HUGE_CHUNKS_JUDGED: u64 = 32;
 
-/// Set once huge pages were found to cost over twice as much per byte as small pages: later
+/// Set once huge pages were found to cost over four times as much per byte as small pages: later
 /// buffers of the process no longer ask for them.
 #[cfg(not(loom))]
 static HUGE_PAGES_COST_MORE: std::sync::atomic::AtomicBool =
@@ -321,7 +321,7 @@ static HUGE_PAGES_COST_MORE: std::sync::atomic::AtomicBool =
 /// hand, but in a virtual machine whose host backs guest memory lazily a huge page can come
 /// from memory the host has not backed yet and cost many times more. Each buffer's first
 /// chunk is made of small pages; once [`HUGE_CHUNKS_JUDGED`] chunks of huge pages or more
-/// have cost over twice as much per byte, on average, as small pages, the advice is withdrawn
+/// have cost over four times as much per byte, on average, as small pages, the advice is withdrawn
 /// from the rest of the buffer and later buffers do not ask for huge pages. (Where a host
 /// backs memory lazily, huge pages tend to come in runs of slow ones among fast ones: the
 /// margin and the number of chunks keep a run from withdrawing them.)
@@ -347,10 +347,10 @@ fn populate_timed(words: &Words, range: std::ops::Range<usize>) {
             small_picos.load(Ordering::Relaxed) as u128,
             small_bytes.load(Ordering::Relaxed) as u128,
         );
-        // Averages per byte, huge over twice small, cross-multiplied.
+        // Averages per byte, huge over four times small, cross-multiplied.
         if huge_bytes >= HUGE_CHUNKS_JUDGED * MAX_CHUNK as u64
             && small_bytes != 0
-            && huge_picos as u128 * small_bytes > 2 * small_picos * huge_bytes as u128
+            && huge_picos as u128 * small_bytes > 4 * small_picos * huge_bytes as u128
         {
             HUGE_PAGES_COST_MORE.store(true, Ordering::Relaxed);
         }
