@@ -1277,6 +1277,239 @@ fn tracing_budget(rows: &[Row], out: &mut String) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A thread's first session, over several processes
+// ---------------------------------------------------------------------------------------------
+
+/// Processes of the first-session measurement.
+const FIRST_SESSION_PROCESSES: usize = 5;
+
+/// Set in the environment of the processes the first-session measurement starts.
+const FIRST_SESSION_CHILD: &str = "TRACE_BENCH_FIRST_SESSION_CHILD";
+
+#[derive(Clone, Copy, PartialEq)]
+enum FirstSessionSystem {
+    Baseline,
+    /// The baseline writing into a fresh buffer advised to use huge pages, as ours are: what
+    /// committing memory costs the kernel, whoever triggers it (information).
+    BaselineFresh,
+    On,
+    OnStepNum,
+}
+
+/// One round of a system on a new thread: its CPU ns per span. Ours records from the thread's
+/// first record on, so attaching its buffer (a fresh one: the thread is new) is timed, as is
+/// every page the buffer commits. The baseline's buffer is allocated and touched before the
+/// timing, as the budget's reference is.
+fn first_session_round(system: FirstSessionSystem, spans: u64) -> f64 {
+    let worker = std::thread::spawn(move || {
+        let allocation = match system {
+            FirstSessionSystem::Baseline => Some(baseline_install(records_for(spans), true)),
+            FirstSessionSystem::BaselineFresh => {
+                // As large as our default buffer: a fresh mapping, never recycled heap.
+                let records = SessionConfig::default().max_events_per_thread;
+                let (ptr, layout) = baseline_install(records, false);
+                // madvise wants a page-aligned start.
+                let start = ptr as usize & !4095;
+                let end = ptr as usize + layout.size();
+                // SAFETY: the range lies within the mapping that holds the allocation just
+                // made; the advice changes no contents.
+                unsafe {
+                    libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+                }
+                Some((ptr, layout))
+            }
+            _ => None,
+        };
+        let cpu0 = thread_cpu_ns();
+        match system {
+            FirstSessionSystem::Baseline | FirstSessionSystem::BaselineFresh => baseline_run(spans),
+            FirstSessionSystem::On => ours_run(spans),
+            FirstSessionSystem::OnStepNum => ours_run_step(spans),
+        }
+        let cpu = thread_cpu_ns().saturating_sub(cpu0);
+        if let Some(allocation) = allocation {
+            baseline_uninstall(allocation);
+        }
+        cpu as f64 / spans as f64
+    });
+    worker.join().unwrap_or(f64::NAN)
+}
+
+/// The child process's part: one session with the default options, as a program starts it,
+/// and rounds of the baseline, ours on and ours with `step_num`, interleaved, each on a new
+/// thread. Prints the three medians (CPU ns/span) and what the session recorded.
+fn first_session_child(settings: &Settings) {
+    let (rounds, spans) = if settings.quick {
+        (3, 20 * BATCH)
+    } else {
+        (11, 300 * BATCH)
+    };
+    let systems = [
+        FirstSessionSystem::Baseline,
+        FirstSessionSystem::On,
+        FirstSessionSystem::OnStepNum,
+        FirstSessionSystem::BaselineFresh,
+    ];
+    if let Err(e) = session::start(&SessionConfig::default()) {
+        println!("error: session start failed: {e}");
+        return;
+    }
+    let mut samples = vec![Vec::new(); systems.len()];
+    for _ in 0..rounds {
+        for (i, &system) in systems.iter().enumerate() {
+            samples[i].push(first_session_round(system, spans));
+        }
+    }
+    let (events, dropped) = stop_session().map_or((0, 0), |s| (s.event_count(), s.dropped()));
+    let expected = 2 * rounds as u64 * (spans + spans / BATCH);
+    println!(
+        "first-session {} {} {} {} {events} {dropped} {expected}",
+        median(&samples[0]),
+        median(&samples[1]),
+        median(&samples[2]),
+        median(&samples[3]),
+    );
+}
+
+/// Runs [`first_session_child`] in [`FIRST_SESSION_PROCESSES`] new processes of this bench, one
+/// after the other, and tabulates each process's ratios to its own baseline.
+fn first_session(out: &mut String, notes: &mut Vec<String>) {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            notes.push(format!(
+                "first session: cannot find this bench's binary: {e}"
+            ));
+            return;
+        }
+    };
+    // Per process: baseline, on, step_num (CPU ns/span), their ratios, the fresh baseline's.
+    let mut ratios: Vec<(f64, f64, f64, f64, f64, f64)> = Vec::new();
+    for process in 0..FIRST_SESSION_PROCESSES {
+        eprintln!(
+            "trace-bench: first-session process {}/{FIRST_SESSION_PROCESSES}",
+            process + 1
+        );
+        let output = std::process::Command::new(&exe)
+            .args(std::env::args_os().skip(1))
+            .env(FIRST_SESSION_CHILD, "1")
+            .stderr(std::process::Stdio::inherit())
+            .output();
+        let stdout = match output {
+            Ok(output) => String::from_utf8_lossy(&output.stdout).into_owned(),
+            Err(e) => {
+                notes.push(format!("first session: cannot start a process: {e}"));
+                return;
+            }
+        };
+        let fields: Vec<f64> = stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("first-session "))
+            .map(|rest| rest.split(' ').filter_map(|f| f.parse().ok()).collect())
+            .unwrap_or_default();
+        let [base, on, step, fresh, events, dropped, expected] = fields[..] else {
+            notes.push(format!(
+                "first session: process {} printed no result: {}",
+                process + 1,
+                stdout.trim()
+            ));
+            continue;
+        };
+        if events != expected || dropped != 0.0 {
+            notes.push(format!(
+                "first session, process {}: recorded {events} events, {dropped} dropped, \
+                 expected {expected}",
+                process + 1
+            ));
+        }
+        ratios.push((base, on, step, on / base, step / base, fresh / base));
+    }
+    if ratios.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "## A thread's first session, {FIRST_SESSION_PROCESSES} processes\n\n\
+         Each process starts one session with the default options and runs rounds of the \
+         baseline, recording on and on with `step_num`, interleaved, each round on a new thread: \
+         every buffer of ours is fresh, and its thread's first record (which attaches it) is \
+         timed. CPU time of the thread per span, medians over rounds; ratios to the same \
+         process's baseline (a touched buffer). The last column is the baseline writing into a \
+         fresh buffer with huge pages advised (its 24 B per span committed as it goes), for \
+         information: what the kernel charges for committing memory.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| process | baseline cpu ns/span | on cpu ns/span | on ratio | step_num cpu ns/span | step_num ratio | baseline, fresh buffer |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|");
+    for (i, (base, on, step, r_on, r_step, r_fresh)) in ratios.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "| {} | {base:.2} | {on:.2} | {r_on:.2}x | {step:.2} | {r_step:.2}x | {r_fresh:.2}x |",
+            i + 1
+        );
+    }
+    let on: Vec<f64> = ratios.iter().map(|r| r.3).collect();
+    let step: Vec<f64> = ratios.iter().map(|r| r.4).collect();
+    let worst = |v: &[f64]| v.iter().copied().fold(f64::MIN, f64::max);
+    let (worst_on, worst_step) = (worst(&on), worst(&step));
+    let _ = writeln!(
+        out,
+        "\n| first session | worst | median | budget | result |\n|---|---:|---:|---|---|\n\
+         | recording on | {worst_on:.2}x | {:.2}x | <= 1.25x in every process | {} |\n\
+         | on, with `step_num` | {worst_step:.2}x | {:.2}x | <= 1.3x in every process | {} |\n",
+        median(&on),
+        pass(worst_on <= 1.25 && on.len() == FIRST_SESSION_PROCESSES),
+        median(&step),
+        pass(worst_step <= 1.3 && step.len() == FIRST_SESSION_PROCESSES),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session start
+// ---------------------------------------------------------------------------------------------
+
+/// What `session::start` costs, and a thread's first record in a session (which attaches its
+/// buffer): a new thread's (a fresh buffer) and a thread's that recorded in the previous
+/// session with the same capacity (its buffer reused).
+fn start_cost(settings: &Settings, out: &mut String) {
+    let rounds = if settings.quick { 5 } else { 41 };
+    let (mut start, mut fresh, mut reused) = (Vec::new(), Vec::new(), Vec::new());
+    let config = SessionConfig::default();
+    let first_record = || {
+        let t0 = Instant::now();
+        trace!("first", {});
+        t0.elapsed().as_nanos() as f64
+    };
+    for _ in 0..rounds {
+        let t0 = Instant::now();
+        let started = session::start(&config);
+        start.push(t0.elapsed().as_nanos() as f64);
+        if started.is_err() {
+            continue;
+        }
+        fresh.push(std::thread::spawn(first_record).join().unwrap_or(f64::NAN));
+        reused.push(first_record());
+        drop(stop_session());
+    }
+    let _ = writeln!(
+        out,
+        "## Starting a session\n\n\
+         {rounds} rounds; median wall time. A thread's first record in a session attaches its \
+         buffer: a new thread's is fresh, a thread that recorded in the previous session (same \
+         capacity) reuses its own.\n\n\
+         | what | wall us |\n|---|---:|\n\
+         | `session::start` (default options) | {:.1} |\n\
+         | a new thread's first record (fresh buffer) | {:.1} |\n\
+         | a thread's first record, buffer reused | {:.1} |\n",
+        median(&start) / 1e3,
+        median(&fresh) / 1e3,
+        median(&reused) / 1e3,
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // Two threads
 // ---------------------------------------------------------------------------------------------
 
@@ -1424,8 +1657,9 @@ fn memory_per_event(settings: &Settings, out: &mut String) {
         "## Memory per recorded event\n\n\
          Resident-set growth (/proc/self/statm) while recording into a session whose buffer \
          capacity is 4x what is used. Memory is committed in whole pages and the buffer asks \
-         for 2 MiB huge pages, so the last page is partly filled: the budget is judged on the \
-         growth less one huge page; the `paged` column is bytes/event with it.\n"
+         for 2 MiB huge pages, so the last page is partly filled, and the buffer populates up \
+         to one 2 MiB chunk ahead of its writer: the budget is judged on the growth less those \
+         two bounded amounts (4 MiB per thread); the `paged` column is bytes/event with them.\n"
     );
     let _ = writeln!(
         out,
@@ -1433,8 +1667,12 @@ fn memory_per_event(settings: &Settings, out: &mut String) {
     );
     let _ = writeln!(out, "|---:|---|---:|---:|---:|---|---|");
     const HUGE_PAGE: u64 = 2 << 20;
+    // The largest chunk a buffer populates ahead of its writer (`MAX_CHUNK` in
+    // trace-runtime's buffer.rs).
+    const POPULATED_AHEAD: u64 = 2 << 20;
     for (with_step, events, growth, paged) in rows {
-        let per_event = growth.saturating_sub(HUGE_PAGE) as f64 / events.max(1) as f64;
+        let per_event =
+            growth.saturating_sub(HUGE_PAGE + POPULATED_AHEAD) as f64 / events.max(1) as f64;
         let (meta, budget, result) = if with_step {
             ("step_num on each", "", "")
         } else {
@@ -1780,6 +2018,10 @@ fn main() {
     let settings = Settings::from_env();
     let started = Instant::now();
     trace_runtime::clock::init();
+    if std::env::var_os(FIRST_SESSION_CHILD).is_some() {
+        first_session_child(&settings);
+        return;
+    }
     let mut out = String::new();
     let mut notes = Vec::new();
     let _ = writeln!(
@@ -1790,14 +2032,17 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
 
-    // `TRACE_BENCH_ONLY=stop` or `=capture`: only that section.
+    // `TRACE_BENCH_ONLY=stop` or `=capture`: only that section; `=ours` (or `=tracing`):
+    // the rows that run quickly, without the export.
     let only = std::env::var("TRACE_BENCH_ONLY").ok();
     if !matches!(only.as_deref(), Some("stop" | "capture")) {
         span_table(&settings, &mut out, &mut notes);
-    }
-    if only.is_none() {
+        first_session(&mut out, &mut notes);
+        start_cost(&settings, &mut out);
         two_threads(&settings, &mut out);
         memory_per_event(&settings, &mut out);
+    }
+    if only.is_none() {
         export(&settings, &mut out);
     }
     if only.is_none() || only.as_deref() == Some("stop") {

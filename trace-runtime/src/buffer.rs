@@ -1,9 +1,18 @@
 //! A thread's buffer of records for one session: appended to by its thread alone, read by
 //! the session once it stops.
 //!
-//! The buffer is allocated zeroed, so the OS commits pages only as records fill them.
-//! Appending takes no lock, allocates nothing and makes no syscall: a few relaxed stores and
-//! one release store of the length.
+//! The buffer is allocated zeroed, so the OS commits no page of it until it is needed.
+//! Appending takes no lock, allocates nothing, makes no syscall and takes no page fault: a
+//! few relaxed stores and one release store of the length, below a limit up to which the
+//! pages are already populated. Crossing that limit takes a cold path that populates the
+//! next chunk of pages at once (`MADV_POPULATE_WRITE` on Linux, one write per page
+//! elsewhere) and raises the limit: a thread's first session pays its page faults there, in
+//! a few large steps, instead of one per page inside the spans it records. The first chunk
+//! is [`FIRST_CHUNK`], the next ones [`MAX_CHUNK`], which bounds what is populated ahead of
+//! the writer. An
+//! event that crosses the limit has read its end clock already, so the populating is not
+//! part of its duration; its mark is held meanwhile, so a `stop` at that moment waits for
+//! one chunk to be populated. A buffer reused in a later session keeps its populated pages.
 //!
 //! Stopping without losing events: the thread marks its buffer (the low bit of its length)
 //! before it reads an event's end clock and clears the mark when it publishes the event.
@@ -12,8 +21,11 @@
 //! event whose end is before the stop time is then either published or marked, never
 //! neither.
 
+#[cfg(not(loom))]
 use std::ptr;
-use std::sync::atomic::{compiler_fence, AtomicU64, Ordering};
+#[cfg(not(loom))]
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{compiler_fence, AtomicUsize, Ordering};
 
 // The atomics a buffer is made of: loom's under `--cfg loom`, so that the model tests at the
 // end of this file explore every interleaving of the handoff between the recording thread
@@ -30,16 +42,35 @@ use crate::record::{string_words, SLOT};
 /// is not published yet.
 const WRITING: usize = 1;
 
+/// Bytes populated by a buffer's first record (about 11 000 events): small, so that a thread
+/// that records a little commits little.
+pub(crate) const FIRST_CHUNK: usize = 256 << 10;
+
+/// The largest chunk populated at once: one 2 MiB huge page (about 87 000 events), ending on
+/// a huge-page boundary, so that where the kernel grants huge pages a chunk is one of them.
+/// At most this much is populated ahead of the writer.
+pub(crate) const MAX_CHUNK: usize = 2 << 20;
+
+/// The step of the fallback that populates by writing: the smallest page size.
+#[cfg(not(loom))]
+const PAGE: usize = 4096;
+
 /// One thread's records for one session, shared by the thread (which appends) and the session
 /// (which reads after it stops).
 pub(crate) struct ThreadBuffer {
     pub(crate) epoch: u64,
     pub(crate) thread_id: u64,
     pub(crate) thread_name: String,
-    words: Box<[buffer_atomic::AtomicU64]>,
+    words: Words,
     /// Words published, shifted left by one, with [`WRITING`] in the low bit; written by the
     /// owner thread only.
     state: buffer_atomic::AtomicUsize,
+    /// Words whose pages are populated, at most `words.len()`: appends below it take no page
+    /// fault. Read and written by the owner thread only (an atomic only so that the buffer is
+    /// `Sync`; relaxed accesses are plain moves), never lowered, kept by [`Self::reset`].
+    ready: AtomicUsize,
+    /// The first and the largest chunk populated at once, in bytes.
+    chunks: (usize, usize),
     /// Records that did not fit.
     dropped: buffer_atomic::AtomicU64,
 }
@@ -58,8 +89,18 @@ impl ThreadBuffer {
             thread_name,
             words: zeroed_words(capacity_words)?,
             state: buffer_atomic::AtomicUsize::new(0),
+            ready: AtomicUsize::new(0),
+            chunks: (FIRST_CHUNK, MAX_CHUNK),
             dropped: buffer_atomic::AtomicU64::new(0),
         })
+    }
+
+    /// The same buffer populated in chunks of `first` growing to `max` bytes, so that tests
+    /// cross the populated limit often.
+    #[cfg(test)]
+    pub(crate) fn with_chunks(mut self, first: usize, max: usize) -> ThreadBuffer {
+        self.chunks = (first, max);
+        self
     }
 
     /// Reads the clock and appends the event that ends now, with the buffer marked from
@@ -73,32 +114,54 @@ impl ThreadBuffer {
         compiler_fence(Ordering::SeqCst);
         let end = clock::now();
         let len = state >> 1;
-        match self.words.get(len..len + SLOT) {
-            Some([a, b, c]) => {
-                a.store(w0, Ordering::Relaxed);
-                b.store(start, Ordering::Relaxed);
-                c.store(end, Ordering::Relaxed);
-                self.state.store((len + SLOT) << 1, Ordering::Release);
-            }
-            _ => self.drop_marked(state),
+        // The one bounds check: against the populated limit, which is at most the capacity.
+        if len + SLOT <= self.ready.load(Ordering::Relaxed) {
+            // SAFETY: `len + SLOT <= ready <= words.len()`, so the three words exist.
+            let (a, b, c) = unsafe {
+                (
+                    self.words.get_unchecked(len),
+                    self.words.get_unchecked(len + 1),
+                    self.words.get_unchecked(len + 2),
+                )
+            };
+            a.store(w0, Ordering::Relaxed);
+            b.store(start, Ordering::Relaxed);
+            c.store(end, Ordering::Relaxed);
+            self.state.store((len + SLOT) << 1, Ordering::Release);
+        } else {
+            self.push_event_past_ready(state, [w0, start, end]);
         }
     }
 
-    /// The buffer is full: counts the event and clears the mark.
+    /// [`Self::push_event_ending_now`] past the populated limit, the buffer marked: populates
+    /// the next chunk and appends, or, when the buffer is full, counts the event as dropped.
+    /// Either way the mark is cleared last. The end clock was read before: the populating
+    /// is not part of the event.
     #[cold]
     #[inline(never)]
-    fn drop_marked(&self, state: usize) {
-        self.count_drop();
-        self.state.store(state, Ordering::Release);
+    fn push_event_past_ready(&self, state: usize, slot: [u64; SLOT]) {
+        let len = state >> 1;
+        if self.populate_through(len + SLOT) {
+            for (word, value) in self.words[len..len + SLOT].iter().zip(slot) {
+                word.store(value, Ordering::Relaxed);
+            }
+            self.state.store((len + SLOT) << 1, Ordering::Release);
+        } else {
+            self.count_drop();
+            self.state.store(state, Ordering::Release);
+        }
     }
 
     /// Appends `header` (a whole number of slots) and `bytes` packed into whole slots.
     pub(crate) fn try_push_record(&self, header: &[u64], bytes: &[u8]) -> bool {
         let len = self.state.load(Ordering::Relaxed) >> 1;
-        let byte_words = string_words(bytes.len());
-        let Some(dest) = self.words.get(len..len + header.len() + byte_words) else {
+        let end = len + header.len() + string_words(bytes.len());
+        if end > self.ready.load(Ordering::Relaxed) && !self.populate_through(end) {
             return false;
-        };
+        }
+        // SAFETY: `end <= ready <= words.len()`: either it was below the limit, or
+        // `populate_through` raised the limit to at least `end`.
+        let dest = unsafe { self.words.get_unchecked(len..end) };
         let (head, tail) = dest.split_at(header.len());
         for (slot, &word) in head.iter().zip(header) {
             slot.store(word, Ordering::Relaxed);
@@ -108,12 +171,46 @@ impl ThreadBuffer {
             word[..chunk.len()].copy_from_slice(chunk);
             slot.store(u64::from_le_bytes(word), Ordering::Relaxed);
         }
-        self.state.store((len + dest.len()) << 1, Ordering::Release);
+        self.state.store(end << 1, Ordering::Release);
         true
+    }
+
+    /// Populates the pages of the next chunk, at least up to word `end`, and raises the
+    /// populated limit past it; false (and nothing done) if `end` is beyond the capacity.
+    ///
+    /// The first chunk is the small one, the next ones the largest; a chunk ends on an
+    /// address that is a multiple of its size, so 2 MiB chunks are whole huge pages.
+    #[cold]
+    #[inline(never)]
+    fn populate_through(&self, end: usize) -> bool {
+        const WORD: usize = std::mem::size_of::<u64>();
+        let capacity = self.words.len();
+        if end > capacity {
+            return false;
+        }
+        let ready = self.ready.load(Ordering::Relaxed);
+        if end <= ready {
+            return true;
+        }
+        let (first, max) = self.chunks;
+        let chunk = if ready == 0 { first } else { max }.max(WORD);
+        let base = self.words.as_ptr() as usize;
+        let chunk_end = (base + ready * WORD + chunk) / chunk * chunk;
+        let new_ready = ((chunk_end - base) / WORD).clamp(end, capacity);
+        populate_timed(&self.words, ready..new_ready);
+        self.ready.store(new_ready, Ordering::Relaxed);
+        true
+    }
+
+    /// Words whose pages are populated.
+    #[cfg(test)]
+    pub(crate) fn ready_words(&self) -> usize {
+        self.ready.load(Ordering::Relaxed)
     }
 
     /// Makes the buffer empty and gives it to session `epoch`. Needs the only reference,
     /// i.e. the earlier session has finished reading it.
+    /// Its populated pages stay populated.
     pub(crate) fn reset(&mut self, epoch: u64) {
         self.epoch = epoch;
         self.state = buffer_atomic::AtomicUsize::new(0);
@@ -161,18 +258,20 @@ impl ThreadBuffer {
     }
 
     /// Gives the pages of a buffer that was read back to the system; the buffer stays
-    /// usable (its pages read as zero, and are committed again as records fill them).
+    /// usable: its populated limit starts over, so a next session of its thread populates
+    /// them again, chunk by chunk, off the hot path.
     pub(crate) fn release_pages(&self) {
+        let populated = self.ready.swap(0, Ordering::Relaxed);
         #[cfg(all(target_os = "linux", not(loom)))]
         {
             const PAGE: usize = 4096;
             let start = self.words.as_ptr() as usize;
-            let end = start + std::mem::size_of_val(&*self.words);
+            let end = start + populated.min(self.words.len()) * std::mem::size_of::<u64>();
             let (first, last) = (start.next_multiple_of(PAGE), end & !(PAGE - 1));
             if last > first {
                 // SAFETY: [first, last) lies inside this buffer's allocation. The owner writes
                 // no published word again, and a record it may still be appending belongs
-                // to no session (its epoch is over); reading a released page gives zeros.
+                // to no session (its epoch is over); a released page reads as zeros.
                 unsafe {
                     libc::madvise(
                         first as *mut libc::c_void,
@@ -182,10 +281,12 @@ impl ThreadBuffer {
                 };
             }
         }
+        #[cfg(not(all(target_os = "linux", not(loom))))]
+        let _ = populated;
     }
 
     /// The published words, copied out.
-    #[cfg(loom)]
+    #[cfg(any(test, loom))]
     pub(crate) fn published(&self) -> Vec<u64> {
         let len = self.state.load(Ordering::Acquire) >> 1;
         self.words[..len]
@@ -203,48 +304,414 @@ impl ThreadBuffer {
     }
 }
 
+/// Commits the pages of `words` (rounded out to whole pages) without changing their contents,
+/// so that later writes take no page fault: `MADV_POPULATE_WRITE` (Linux 5.14 and later); where
+/// it fails or is missing, one atomic no-op write per page. Never fails.
+#[cfg(not(loom))]
+fn populate(words: &[buffer_atomic::AtomicU64]) {
+    if words.is_empty() {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use std::sync::atomic::AtomicBool;
+        /// Set once the kernel refused: older kernels, other page sizes.
+        static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+        if !UNSUPPORTED.load(Ordering::Relaxed) {
+            let begin = words.as_ptr() as usize & !(PAGE - 1);
+            let end = words.as_ptr() as usize + std::mem::size_of_val(words);
+            // SAFETY: [begin, end) covers the pages that hold `words`, all mapped (they hold
+            // part of a live allocation); MADV_POPULATE_WRITE faults them in writable as a
+            // write would, and neither reads nor changes any byte.
+            let rc = unsafe {
+                libc::madvise(
+                    begin as *mut libc::c_void,
+                    end - begin,
+                    libc::MADV_POPULATE_WRITE,
+                )
+            };
+            if rc == 0 {
+                return;
+            }
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+                UNSUPPORTED.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+    populate_by_writing(words);
+}
+
+/// One write per page: adding zero changes no word, and being atomic it races with no reader
+/// of the published words.
+#[cfg(not(loom))]
+fn populate_by_writing(words: &[buffer_atomic::AtomicU64]) {
+    let step = PAGE / std::mem::size_of::<u64>();
+    for word in words.iter().step_by(step).chain(words.last()) {
+        word.fetch_add(0, Ordering::Relaxed);
+    }
+}
+
+/// What populating has cost this process so far, to learn whether huge pages pay here:
+/// picoseconds and bytes spent on small pages, and on chunks of whole huge pages.
+#[cfg(not(loom))]
+static POPULATED: [std::sync::atomic::AtomicU64; 4] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; 4];
+
+/// Chunks of whole huge pages measured before huge pages are judged: one may cost much more
+/// than the others (a page the host had to back first) without the advice being withdrawn.
+#[cfg(not(loom))]
+const HUGE_CHUNKS_JUDGED: u64 = 32;
+
+/// Set once huge pages were found to cost over four times as much per byte as small pages: later
+/// buffers of the process no longer ask for them.
+#[cfg(not(loom))]
+static HUGE_PAGES_COST_MORE: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Populates `range` of `words`, timing it to learn whether huge pages pay here.
+///
+/// A huge page is cheaper than the 512 small pages it replaces when the kernel has one at
+/// hand, but in a virtual machine whose host backs guest memory lazily a huge page can come
+/// from memory the host has not backed yet and cost many times more. Each buffer's first
+/// chunk is made of small pages; once [`HUGE_CHUNKS_JUDGED`] chunks of huge pages or more
+/// have cost over four times as much per byte, on average, as small pages, the advice is withdrawn
+/// from the rest of the buffer and later buffers do not ask for huge pages. (Where a host
+/// backs memory lazily, huge pages tend to come in runs of slow ones among fast ones: the
+/// margin and the number of chunks keep a run from withdrawing them.)
+#[cfg(not(loom))]
+fn populate_timed(words: &Words, range: std::ops::Range<usize>) {
+    const WORD: usize = std::mem::size_of::<u64>();
+    let bytes = (range.len() * WORD) as u64;
+    let advised = words.advised.load(Ordering::Relaxed);
+    let huge = advised && range.start >= words.huge.start && range.end <= words.huge.end;
+    let small = range.end <= words.huge.start || !advised;
+    let began = std::time::Instant::now();
+    populate(&words[range.clone()]);
+    let picos = began.elapsed().as_nanos() as u64 * 1000;
+    let [small_picos, small_bytes, huge_picos, huge_bytes] = &POPULATED;
+    if small {
+        small_picos.fetch_add(picos, Ordering::Relaxed);
+        small_bytes.fetch_add(bytes, Ordering::Relaxed);
+    } else if huge {
+        huge_picos.fetch_add(picos, Ordering::Relaxed);
+        let huge_bytes = huge_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let huge_picos = huge_picos.load(Ordering::Relaxed);
+        let (small_picos, small_bytes) = (
+            small_picos.load(Ordering::Relaxed) as u128,
+            small_bytes.load(Ordering::Relaxed) as u128,
+        );
+        // Averages per byte, huge over four times small, cross-multiplied.
+        if huge_bytes >= HUGE_CHUNKS_JUDGED * MAX_CHUNK as u64
+            && small_bytes != 0
+            && huge_picos as u128 * small_bytes > 4 * small_picos * huge_bytes as u128
+        {
+            HUGE_PAGES_COST_MORE.store(true, Ordering::Relaxed);
+        }
+    }
+    if advised && HUGE_PAGES_COST_MORE.load(Ordering::Relaxed) {
+        words.advised.store(false, Ordering::Relaxed);
+        let rest = &words[range.end.clamp(words.huge.start, words.huge.end)..words.huge.end];
+        advise_pages(rest, false);
+    }
+}
+
+/// Under loom the words are model objects: nothing to populate or time, and touching them
+/// would only add operations to every explored interleaving.
+#[cfg(loom)]
+fn populate_timed(_words: &Words, _range: std::ops::Range<usize>) {}
+
+/// A buffer's words: zeroed, never touched by the allocation, so that untouched capacity
+/// costs no memory, and placed so that its first chunk ([`FIRST_CHUNK`]) ends on a huge-page
+/// boundary: past the first chunk, every chunk is made of whole huge pages where the kernel
+/// grants them. A large buffer is allocated with up to a huge page of slack in front for
+/// that; the slack is never touched, so it costs address space only.
+#[cfg(not(loom))]
+struct Words {
+    /// The allocation: its start and layout.
+    allocation: ptr::NonNull<u8>,
+    layout: std::alloc::Layout,
+    /// The first word, inside the allocation.
+    first: ptr::NonNull<AtomicU64>,
+    len: usize,
+    /// The words in whole huge pages, and whether they are still advised to use them.
+    huge: std::ops::Range<usize>,
+    advised: std::sync::atomic::AtomicBool,
+}
+
+// SAFETY: `Words` owns its allocation and hands out only `&[AtomicU64]`, which is `Send` and
+// `Sync`, like the `Box<[AtomicU64]>` it stands for.
+#[cfg(not(loom))]
+unsafe impl Send for Words {}
+// SAFETY: as above.
+#[cfg(not(loom))]
+unsafe impl Sync for Words {}
+
+#[cfg(not(loom))]
+impl std::ops::Deref for Words {
+    type Target = [AtomicU64];
+
+    #[inline(always)]
+    fn deref(&self) -> &[AtomicU64] {
+        // SAFETY: `first` points to `len` zero-initialised (or since written) words inside the
+        // allocation, which lives as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.first.as_ptr(), self.len) }
+    }
+}
+
+#[cfg(not(loom))]
+impl Drop for Words {
+    fn drop(&mut self) {
+        if self.layout.size() != 0 {
+            // SAFETY: allocated by `zeroed_words` with this layout, freed only here.
+            unsafe { std::alloc::dealloc(self.allocation.as_ptr(), self.layout) };
+        }
+    }
+}
+
 /// Under loom, atomics are model objects that must be constructed.
 #[cfg(loom)]
-fn zeroed_words(n: usize) -> Option<Box<[buffer_atomic::AtomicU64]>> {
+type Words = Box<[buffer_atomic::AtomicU64]>;
+
+#[cfg(loom)]
+fn zeroed_words(n: usize) -> Option<Words> {
     Some((0..n).map(|_| buffer_atomic::AtomicU64::new(0)).collect())
 }
 
-/// Allocates zeroed words without touching them, so untouched capacity costs no memory.
+/// `n` zeroed words (see [`Words`]), or `None` if the allocation fails.
 #[cfg(not(loom))]
-fn zeroed_words(n: usize) -> Option<Box<[AtomicU64]>> {
+fn zeroed_words(n: usize) -> Option<Words> {
+    const WORD: usize = std::mem::size_of::<AtomicU64>();
     if n == 0 {
-        return Some(Box::new([]));
+        return Some(Words {
+            allocation: ptr::NonNull::dangling(),
+            layout: std::alloc::Layout::new::<()>(),
+            first: ptr::NonNull::dangling(),
+            len: 0,
+            huge: 0..0,
+            advised: false.into(),
+        });
     }
-    let layout = std::alloc::Layout::array::<AtomicU64>(n).ok()?;
+    // Buffers smaller than a few huge pages are not placed: they would gain little.
+    let slack = if n * WORD >= 4 * MAX_CHUNK {
+        MAX_CHUNK
+    } else {
+        0
+    };
+    let size = n.checked_mul(WORD)?.checked_add(slack)?;
+    let layout =
+        std::alloc::Layout::from_size_align(size, std::mem::align_of::<AtomicU64>()).ok()?;
     // SAFETY: the layout has a non-zero size (n > 0).
-    let raw = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<AtomicU64>();
-    if raw.is_null() {
-        return None;
+    let allocation = ptr::NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })?;
+    let start = allocation.as_ptr() as usize;
+    let offset = if slack == 0 {
+        0
+    } else {
+        // The first word such that the first chunk ends on a huge-page boundary.
+        (start + FIRST_CHUNK).next_multiple_of(MAX_CHUNK) - FIRST_CHUNK - start
+    };
+    // SAFETY: `offset + n * WORD <= size`: `offset < slack` (or both are 0), and the offset
+    // is a multiple of the word size, since `start`, FIRST_CHUNK and MAX_CHUNK are.
+    let first = unsafe { allocation.as_ptr().add(offset) }.cast::<AtomicU64>();
+    // The whole huge pages inside the words.
+    let (begin, end) = (first as usize, first as usize + n * WORD);
+    let huge_begin = (begin.next_multiple_of(MAX_CHUNK) - begin) / WORD;
+    let huge_end = ((end & !(MAX_CHUNK - 1)).saturating_sub(begin) / WORD).max(huge_begin);
+    let words = Words {
+        allocation,
+        layout,
+        // SAFETY: inside a non-null allocation.
+        first: unsafe { ptr::NonNull::new_unchecked(first) },
+        len: n,
+        huge: huge_begin.min(n)..huge_end.min(n),
+        advised: false.into(),
+    };
+    if !words.huge.is_empty() && !HUGE_PAGES_COST_MORE.load(Ordering::Relaxed) {
+        advise_pages(&words[words.huge.clone()], true);
+        words.advised.store(true, Ordering::Relaxed);
     }
-    advise_huge_pages(raw.cast(), layout.size());
-    // SAFETY: `raw` was allocated by the global allocator with the layout of `[AtomicU64; n]`;
-    // all-zero bytes are a valid `AtomicU64`; ownership passes to the box.
-    Some(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(raw, n)) })
+    Some(words)
 }
 
-/// Asks the kernel to back a large buffer with transparent huge pages where it is configured
-/// to do so on request: the buffer's pages are committed as records fill them, and a 2 MiB
-/// page costs one fault where 4 KiB pages cost 512. Only the whole huge pages inside the
-/// allocation are advised; the advice changes no contents, and failure changes nothing.
+/// Asks the kernel to back `words`, whole huge pages, with transparent huge pages (`huge`)
+/// where it is configured to do so on request, or withdraws the request. The advice changes
+/// no contents, and failure changes nothing.
 #[cfg(all(target_os = "linux", not(loom)))]
-fn advise_huge_pages(start: *mut u8, len: usize) {
-    const HUGE_PAGE: usize = 2 << 20;
-    let begin = (start as usize).next_multiple_of(HUGE_PAGE);
-    let end = (start as usize + len) & !(HUGE_PAGE - 1);
-    if end > begin {
-        // SAFETY: [begin, end) lies inside the allocation that starts at `start`, which this
-        // function's caller owns; MADV_HUGEPAGE neither reads nor changes its contents.
-        unsafe { libc::madvise(begin as *mut libc::c_void, end - begin, libc::MADV_HUGEPAGE) };
+fn advise_pages(words: &[AtomicU64], huge: bool) {
+    if words.is_empty() {
+        return;
     }
+    let advice = if huge {
+        libc::MADV_HUGEPAGE
+    } else {
+        libc::MADV_NOHUGEPAGE
+    };
+    // SAFETY: the range is `words`, memory this process owns; the advice neither reads nor
+    // changes its contents.
+    unsafe {
+        libc::madvise(
+            words.as_ptr() as *mut libc::c_void,
+            std::mem::size_of_val(words),
+            advice,
+        )
+    };
 }
 
 #[cfg(all(not(target_os = "linux"), not(loom)))]
-fn advise_huge_pages(_start: *mut u8, _len: usize) {}
+fn advise_pages(_words: &[AtomicU64], _huge: bool) {}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Words of the `ARG` header used below, and what `try_push_record` packs a string into.
+    const HEADER: [u64; 2 * SLOT] = [3, 11, 12, 13, 14, 15];
+
+    fn string_slots(bytes: &[u8]) -> Vec<u64> {
+        let mut words: Vec<u64> = bytes
+            .chunks(8)
+            .map(|chunk| {
+                let mut word = [0u8; 8];
+                word[..chunk.len()].copy_from_slice(chunk);
+                u64::from_le_bytes(word)
+            })
+            .collect();
+        words.resize(string_words(bytes.len()), 0);
+        words
+    }
+
+    /// Appends events and metadata with strings of every length until well past the capacity,
+    /// to a buffer populated in chunks smaller than a record and in chunks that grow, and
+    /// checks that what is published is exactly what fit, record for record, and that every
+    /// event that did not fit is counted.
+    #[test]
+    fn records_stay_whole_across_chunks_and_drops_are_counted_at_capacity() {
+        for (first, max) in [(16, 16), (64, 256), (256, 4096), (FIRST_CHUNK, MAX_CHUNK)] {
+            let capacity = 3 * 200;
+            let buffer = ThreadBuffer::new(1, capacity, 1, String::new())
+                .unwrap()
+                .with_chunks(first, max);
+            let mut expected: Vec<u64> = Vec::new();
+            let (mut event_drops, mut refused, mut limits) = (0, 0, vec![0]);
+            for i in 0..400u64 {
+                if i % 3 == 2 {
+                    let text = vec![b'a' + (i % 26) as u8; (i % 40) as usize];
+                    let words = 2 * SLOT + string_words(text.len());
+                    let fits = expected.len() + words <= capacity;
+                    assert_eq!(buffer.try_push_record(&HEADER, &text), fits, "record {i}");
+                    if fits {
+                        expected.extend(HEADER);
+                        expected.extend(string_slots(&text));
+                    } else {
+                        refused += 1;
+                    }
+                } else {
+                    let fits = expected.len() + SLOT <= capacity;
+                    buffer.push_event_ending_now(8 * i, i);
+                    if fits {
+                        let end = buffer.published()[expected.len() + 2];
+                        expected.extend([8 * i, i, end]);
+                    } else {
+                        event_drops += 1;
+                    }
+                }
+                assert!(!buffer.is_writing());
+                assert!(buffer.ready_words() <= capacity);
+                assert!(buffer.ready_words() >= expected.len());
+                if limits.last() != Some(&buffer.ready_words()) {
+                    limits.push(buffer.ready_words());
+                }
+            }
+            assert_eq!(buffer.published(), expected, "chunks {first}..{max}");
+            assert_eq!(buffer.dropped(), event_drops);
+            assert!(event_drops > 0 && refused > 0);
+            if max < capacity * 8 {
+                assert!(limits.len() > 3, "populated in {} steps", limits.len() - 1);
+            }
+        }
+    }
+
+    /// A buffer reused in the next session keeps its populated pages: the limit stays, and
+    /// appending works from the start again.
+    #[test]
+    fn a_reset_buffer_keeps_its_populated_limit() {
+        let mut buffer = ThreadBuffer::new(1, 3 * 100, 1, String::new())
+            .unwrap()
+            .with_chunks(64, 64);
+        for i in 0..50 {
+            buffer.push_event_ending_now(8 * i, i);
+        }
+        let ready = buffer.ready_words();
+        assert!(ready >= 150);
+        buffer.reset(2);
+        assert_eq!(buffer.ready_words(), ready);
+        buffer.push_event_ending_now(8, 1);
+        assert_eq!(&buffer.published()[..2], &[8, 1]);
+        assert_eq!(buffer.dropped(), 0);
+    }
+
+    /// A buffer whose pages `stop` gave back starts populating over in its next session:
+    /// records after the reset are whole, none dropped, and the limit grows again.
+    #[test]
+    fn a_released_buffer_populates_again_after_its_reset() {
+        let capacity = 3 * 20_000;
+        let mut buffer = ThreadBuffer::new(1, capacity, 1, String::new())
+            .unwrap()
+            .with_chunks(4096, 4096);
+        for i in 0..10_000 {
+            buffer.push_event_ending_now(8 * i, i);
+        }
+        let before = buffer.published();
+        buffer.read_published(|words| assert_eq!(words, &before[..]));
+        buffer.release_pages();
+        assert_eq!(buffer.ready_words(), 0);
+        buffer.reset(2);
+        let mut expected = Vec::new();
+        for i in 0..15_000u64 {
+            buffer.push_event_ending_now(8 * (i + 1), i);
+            expected.extend([8 * (i + 1), i]);
+        }
+        let words = buffer.published();
+        assert_eq!(words.len(), 3 * 15_000);
+        let got: Vec<u64> = words.chunks(3).flat_map(|r| [r[0], r[1]]).collect();
+        assert_eq!(got, expected);
+        assert!(buffer.ready_words() >= 3 * 15_000);
+        assert_eq!(buffer.dropped(), 0);
+    }
+
+    /// The fallback where the kernel cannot populate: it changes no word.
+    #[test]
+    fn populating_by_writing_changes_nothing() {
+        let words: Vec<AtomicU64> = (0..3000).map(AtomicU64::new).collect();
+        populate_by_writing(&words[5..2999]);
+        assert!(words
+            .iter()
+            .enumerate()
+            .all(|(i, w)| w.load(Ordering::Relaxed) == i as u64));
+    }
+
+    /// A large buffer's first chunk ends on a huge-page boundary, and the largest chunks end
+    /// on a multiple of their size: whole huge pages.
+    #[test]
+    fn the_largest_chunks_end_on_huge_page_boundaries() {
+        let capacity = 4 * MAX_CHUNK / 8;
+        let buffer = ThreadBuffer::new(1, capacity, 1, String::new()).unwrap();
+        let base = buffer.words.as_ptr() as usize;
+        assert_eq!((base + FIRST_CHUNK) % MAX_CHUNK, 0);
+        let mut seen = 0;
+        for i in 0..(capacity / SLOT) as u64 {
+            buffer.push_event_ending_now(8, i);
+            let ready = buffer.ready_words();
+            if ready != seen {
+                seen = ready;
+                let populated = ready * 8;
+                if populated > 2 * MAX_CHUNK && ready < capacity {
+                    assert_eq!((base + populated) % MAX_CHUNK, 0, "limit at {populated}");
+                }
+            }
+        }
+        assert_eq!(buffer.dropped(), 0);
+    }
+}
 
 /// Model tests of the handoff, run with `RUSTFLAGS="--cfg loom" cargo test -p trace-runtime
 /// --release --lib loom`: loom runs each closure under every interleaving of its threads (and
@@ -313,13 +780,22 @@ mod loom_model {
 
     /// The session reads the buffer at any moment of the owner's recording: it sees whole
     /// records only, and once a mark it saw is clear the event whose clock was read is
-    /// published.
+    /// published. Both records cross the populated limit, the event with its mark set: with
+    /// the usual chunks, the first record populates the first chunk; with one-word chunks,
+    /// each record populates its own words.
     #[test]
     fn the_session_sees_whole_records_and_waits_out_the_mark() {
-        loom::model(|| {
+        for (first, max) in [(FIRST_CHUNK, MAX_CHUNK), (8, 8)] {
+            model_whole_records(first, max);
+        }
+    }
+
+    fn model_whole_records(first: usize, max: usize) {
+        loom::model(move || {
             let site = 8u64;
             let capacity = SLOT + 2 * SLOT + string_words(TEXT.len());
-            let buffer = Arc::new(ThreadBuffer::new(1, capacity, 1, String::new()).unwrap());
+            let buffer = ThreadBuffer::new(1, capacity, 1, String::new()).unwrap();
+            let buffer = Arc::new(buffer.with_chunks(first, max));
             let session = {
                 let buffer = Arc::clone(&buffer);
                 thread::spawn(move || {
@@ -330,6 +806,7 @@ mod loom_model {
             };
             buffer.push_event_ending_now(site, 7);
             assert!(buffer.try_push_record(&arg_header(7), TEXT.as_bytes()));
+            assert_eq!(buffer.ready_words(), capacity);
             let (marked, len) = session.join().unwrap();
             if marked {
                 assert!(len >= SLOT, "the marked event was not published");

@@ -142,7 +142,13 @@ fn advise_huge_pages<T>(vector: &mut Vec<T>) {
         if last > first {
             // SAFETY: [first, last) lies inside the vector's allocation, which is ours;
             // MADV_HUGEPAGE neither reads nor changes its contents.
-            unsafe { libc::madvise(first as *mut libc::c_void, last - first, libc::MADV_HUGEPAGE) };
+            unsafe {
+                libc::madvise(
+                    first as *mut libc::c_void,
+                    last - first,
+                    libc::MADV_HUGEPAGE,
+                )
+            };
         }
     }
 }

@@ -2,7 +2,10 @@
 //! (`buffer::ThreadBuffer`), found through a thread-local pointer, in the layout of `record`.
 //!
 //! A thread's first record in a session takes the slow path: it attaches a buffer with the
-//! registry, counted in [`IN_FLIGHT`] so that a concurrent `stop` waits for it.
+//! registry, counted in [`IN_FLIGHT`] so that a concurrent `stop` waits for it. Appending
+//! that record to a fresh buffer populates the buffer's first chunk of pages, outside the
+//! registry's lock; later chunks are populated by the record that reaches them, in the
+//! buffer's cold path, so the hot path takes no page fault.
 
 use std::cell::{Cell, RefCell};
 use std::ptr;
