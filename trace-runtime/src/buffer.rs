@@ -38,6 +38,10 @@ use std::sync::atomic as buffer_atomic;
 use crate::clock;
 use crate::record::{string_words, SLOT};
 
+/// What a buffer keeps committed after `stop` has read it, for its thread's next session
+/// (see [`ThreadBuffer::release_pages`]).
+pub(crate) const RETAINED_BYTES: usize = 64 << 20;
+
 /// The low bit of [`ThreadBuffer`]'s length word: an event's end clock was read and the event
 /// is not published yet.
 const WRITING: usize = 1;
@@ -257,21 +261,34 @@ impl ThreadBuffer {
         read(&self.published())
     }
 
-    /// Gives the pages of a buffer that was read back to the system; the buffer stays
-    /// usable: its populated limit starts over, so a next session of its thread populates
-    /// them again, chunk by chunk, off the hot path.
+    /// Gives the pages of a buffer that was read back to the system, beyond the first
+    /// [`RETAINED_BYTES`]: a thread that records again keeps that much committed for its next
+    /// session (the steady state of a reused buffer), while a large recording's memory goes
+    /// back. The buffer stays usable: its populated limit drops to what was kept, and a next
+    /// session populates the rest again, chunk by chunk, off the hot path.
     pub(crate) fn release_pages(&self) {
-        let populated = self.ready.swap(0, Ordering::Relaxed);
+        self.release_pages_beyond(RETAINED_BYTES / std::mem::size_of::<u64>());
+    }
+
+    /// Gives back the populated pages past the first `kept` words.
+    fn release_pages_beyond(&self, kept: usize) {
+        let populated = self.ready.load(Ordering::Relaxed).min(self.words.len());
+        let kept = populated.min(kept);
+        if kept == populated {
+            return;
+        }
+        self.ready.store(kept, Ordering::Relaxed);
         #[cfg(all(target_os = "linux", not(loom)))]
         {
             const PAGE: usize = 4096;
             let start = self.words.as_ptr() as usize;
-            let end = start + populated.min(self.words.len()) * std::mem::size_of::<u64>();
-            let (first, last) = (start.next_multiple_of(PAGE), end & !(PAGE - 1));
+            let (from, to) = (start + kept * 8, start + populated * 8);
+            let (first, last) = (from.next_multiple_of(PAGE), to & !(PAGE - 1));
             if last > first {
-                // SAFETY: [first, last) lies inside this buffer's allocation. The owner writes
-                // no published word again, and a record it may still be appending belongs
-                // to no session (its epoch is over); a released page reads as zeros.
+                // SAFETY: [first, last) lies inside this buffer's allocation, past the words
+                // kept. The owner writes no published word again, and a record it may still be
+                // appending belongs to no session (its epoch is over); a released page reads
+                // as zeros.
                 unsafe {
                     libc::madvise(
                         first as *mut libc::c_void,
@@ -281,8 +298,6 @@ impl ThreadBuffer {
                 };
             }
         }
-        #[cfg(not(all(target_os = "linux", not(loom))))]
-        let _ = populated;
     }
 
     /// The published words, copied out.
@@ -662,7 +677,11 @@ mod tests {
         }
         let before = buffer.published();
         buffer.read_published(|words| assert_eq!(words, &before[..]));
+        // A small buffer keeps its pages; past what is kept, they are given back.
+        let ready = buffer.ready_words();
         buffer.release_pages();
+        assert_eq!(buffer.ready_words(), ready);
+        buffer.release_pages_beyond(0);
         assert_eq!(buffer.ready_words(), 0);
         buffer.reset(2);
         let mut expected = Vec::new();
