@@ -44,6 +44,17 @@
 //! With the `tracing` feature, `TraceLayer` records `tracing` spans (`#[instrument]`,
 //! `info_span!`, ...) like `trace!` scopes while a session records: install it with
 //! `tracing_subscriber::registry().with(TraceLayer::default())`.
+//!
+//! # How it is built
+//!
+//! `switch` holds the atomics every call site reads; `clock` the TSC or monotonic clock and a
+//! session's one calibration; `record` the buffer format (layout, encoders, decoder);
+//! `buffer` a thread's buffer; `calltree` the call-tree fold; `registry` the session's state
+//! and the threads attached to it. The hot side, on the recording thread, is `local` (the
+//! [`Trace`] guard, the recorder, graph-only recording, `TraceLayer`); the cold side is
+//! `collector` (start, stop, and turning buffers into a [`snapshot::Snapshot`]). Neither
+//! side imports the other. `trace-export` drives sessions through the hidden `session`
+//! module, which is not a stable API.
 
 #![warn(missing_docs, unreachable_pub)]
 // With `enable` off the recorder is compiled (sessions still start and stop) but never called.
