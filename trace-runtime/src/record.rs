@@ -12,6 +12,7 @@
 //! | `NAMED`     | `2 | name_len << 8`, name ptr, start; then: end ticks, 0, 0             |
 //! | `SHORT_NAMED` | `4 | name_len << 3 | name ptr << 16`, start, end (names under 8 KiB at addresses below 2^48, i.e. all of them on today's 64-bit targets) |
 //! | `ARG`       | `3 | type << 3 | key_len << 8`, key ptr, owner start (or time); then: payload or string length, owner identity (0: innermost by time), 0; then the string's bytes |
+//! | `SHORT_ARG` | `6 | type << 3 | starting << 5 | key_len << 6 | key ptr << 16`, owner start (or time), payload: a number or bool under a key shorter than 1 KiB, for the event of this thread that started at that tick (`starting`) or the innermost one open then |
 //!
 //! Words hold addresses of `'static` data (call sites, names, keys): turning them back into
 //! references is only sound for words this module's encoders wrote, which is why the
@@ -29,6 +30,7 @@ pub(crate) const KIND_ARG: u64 = 3;
 pub(crate) const KIND_SHORT_NAMED: u64 = 4;
 /// Not a record: the `info` of a guard recorded into a call tree (see `local::graph`).
 pub(crate) const KIND_GRAPH: u64 = 5;
+pub(crate) const KIND_SHORT_ARG: u64 = 6;
 pub(crate) const KIND_MASK: u64 = 7;
 /// Name lengths that fit a `SHORT_NAMED` record.
 pub(crate) const SHORT_NAME_LEN: u64 = 1 << 13;
@@ -93,6 +95,39 @@ pub(crate) fn arg_record<'v>(
     (header, bytes)
 }
 
+/// Key lengths that fit a `SHORT_ARG` record.
+const SHORT_KEY_LEN: u64 = 1 << 10;
+
+/// The one slot of a `SHORT_ARG` record, when the value and key fit one: a number or a bool
+/// for the event of this thread that started at `owner_start` (`starting`), or for the
+/// innermost one open at that time. A third of a two-slot `ARG` record, for the metadata most
+/// spans carry (`step_num`).
+#[inline(always)]
+pub(crate) fn short_arg_record(
+    key: &'static str,
+    value: &Value<'_>,
+    owner_start: u64,
+    starting: bool,
+) -> Option<[u64; SLOT]> {
+    let (ty, payload) = match value {
+        Value::Int(v) => (TYPE_INT, *v as u64),
+        Value::UInt(v) => (TYPE_UINT, *v),
+        Value::Float(v) => (TYPE_FLOAT, v.to_bits()),
+        Value::Bool(v) => (TYPE_BOOL, *v as u64),
+        Value::Str(_) => return None,
+    };
+    let (ptr, len) = (key.as_ptr() as u64, key.len() as u64);
+    (ptr >> 48 == 0 && len < SHORT_KEY_LEN).then_some([
+        KIND_SHORT_ARG | ty << 3 | u64::from(starting) << 5 | len << 6 | ptr << 16,
+        owner_start,
+        payload,
+    ])
+}
+
+/// `RawArg::owner_ident` of metadata for the event of its thread that started at
+/// `owner_start` (no address is this).
+pub(crate) const OWNER_STARTING: u64 = u64::MAX;
+
 /// Words taken by `len` string bytes after an `ARG` record: whole slots.
 pub(crate) fn string_words(len: usize) -> usize {
     len.div_ceil(8).next_multiple_of(SLOT)
@@ -142,7 +177,8 @@ pub(crate) struct RawEvent {
 pub(crate) struct RawArg {
     pub(crate) key: &'static str,
     pub(crate) value: Value<'static>,
-    /// The owner's identity; 0: the innermost event open at `owner_start`.
+    /// The owner's identity; 0: the innermost event open at `owner_start`;
+    /// [`OWNER_STARTING`]: the event of the thread that started at `owner_start`.
     pub(crate) owner_ident: u64,
     pub(crate) owner_start: u64,
 }
@@ -164,6 +200,24 @@ pub(crate) unsafe fn decode(
     while let Some(slot) = words.get(at..at + SLOT) {
         let w0 = slot[0];
         let kind = w0 & KIND_MASK;
+        if kind == KIND_SHORT_ARG {
+            let payload = slot[2];
+            let value = match (w0 >> 3) & 3 {
+                TYPE_INT => Value::Int(payload as i64),
+                TYPE_UINT => Value::UInt(payload),
+                TYPE_FLOAT => Value::Float(f64::from_bits(payload)),
+                _ => Value::Bool(payload != 0),
+            };
+            on_arg(RawArg {
+                // SAFETY: a key's address and length (the caller's contract).
+                key: unsafe { static_str(w0 >> 16, (w0 >> 6) & (SHORT_KEY_LEN - 1)) },
+                value,
+                owner_ident: if w0 & 1 << 5 != 0 { OWNER_STARTING } else { 0 },
+                owner_start: slot[1],
+            });
+            at += SLOT;
+            continue;
+        }
         if kind == KIND_EVENT || kind == KIND_ASYNC || kind == KIND_SHORT_NAMED {
             on_event(RawEvent {
                 word: w0,
@@ -263,6 +317,17 @@ mod tests {
             words.extend(header);
             words.extend(pack(bytes));
         }
+        // The short form: numbers and bools, owned by start or by time; not strings.
+        assert_eq!(short_arg_record("key", &text, 1, true), None);
+        let short: Vec<(Value<'static>, u64, bool)> = vec![
+            (Value::Int(i64::MIN), 20, true),
+            (Value::UInt(u64::MAX), 21, false),
+            (Value::Float(-0.5), 22, true),
+            (Value::Bool(true), 23, false),
+        ];
+        for (value, start, starting) in &short {
+            words.extend(short_arg_record("step_num", value, *start, *starting).unwrap());
+        }
         let (args_expected, events_expected) = (
             values
                 .iter()
@@ -273,6 +338,12 @@ mod tests {
                     owner_ident: site,
                     owner_start: 10 + i as u64,
                 })
+                .chain(short.iter().map(|(value, start, starting)| RawArg {
+                    key: "step_num",
+                    value: value.clone(),
+                    owner_ident: if *starting { OWNER_STARTING } else { 0 },
+                    owner_start: *start,
+                }))
                 .collect::<Vec<_>>(),
             vec![
                 (site | KIND_EVENT, None, 10, 20),
@@ -300,6 +371,6 @@ mod tests {
         assert_eq!(unsafe { callsite_at(site) }.name(), "site");
         // A record cut short ends the parse without reading past the words.
         let (events, args) = parse(&words[..words.len() - 1]);
-        assert_eq!((events.len(), args.len()), (4, 4));
+        assert_eq!((events.len(), args.len()), (4, 8));
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::calltree::ThreadTree;
 use crate::clock::Calibration;
-use crate::record::{self, RawEvent, SLOT};
+use crate::record::{self, RawEvent, OWNER_STARTING, SLOT};
 use crate::registry::{self, Registry};
 use crate::snapshot::{
     Event, Identity, RecordMode, Recording, Snapshot, ThreadCallTree, ThreadRecord,
@@ -52,14 +52,14 @@ pub(crate) fn snapshot(active: Registry, stop_ticks: u64, calibration: &Calibrat
     let mut moved = Vec::new();
     for (thread, arg) in args {
         let events = &mut threads[thread];
-        let owner = if arg.owner_ident != 0 {
-            owner_of(events, arg.owner_ident, arg.owner_start)
-        } else {
-            innermost_at(events, arg.owner_start)
+        let owner = match arg.owner_ident {
+            0 => innermost_at(events, arg.owner_start),
+            OWNER_STARTING => starting_at(events, arg.owner_start),
+            ident => owner_of(events, ident, arg.owner_start),
         };
         match owner {
             Some(i) => events[i].push_metadata(arg.key, arg.value),
-            None if arg.owner_ident != 0 => moved.push(arg),
+            None if arg.owner_ident != 0 && arg.owner_ident != OWNER_STARTING => moved.push(arg),
             None => {}
         }
     }
@@ -253,6 +253,15 @@ fn owner_of(events: &[Event], ident: u64, start: u64) -> Option<usize> {
         .take_while(|e| e.start_ns == start)
         .position(|e| e.ident() == ident)
         .map(|k| first + k)
+}
+
+/// The event of a sorted line that started at `start` (in ticks), the outermost on a tie.
+fn starting_at(events: &[Event], start: u64) -> Option<usize> {
+    let first = events.partition_point(|e| e.start_ns < start);
+    events
+        .get(first)
+        .filter(|e| e.start_ns == start)
+        .map(|_| first)
 }
 
 /// The innermost event of a sorted line that contains `time` (in ticks).

@@ -118,7 +118,9 @@ impl Trace {
     #[inline]
     pub fn set_metadata<'a>(&self, key: &'static str, value: impl Into<Value<'a>>) {
         if self.start != 0 {
-            recorder::record_arg(key, value.into(), self.start, self.ident as u64);
+            // An `async fn`'s event may end on another thread: its metadata names it exactly.
+            let starting = self.info != KIND_ASYNC;
+            recorder::record_arg(key, value.into(), self.start, self.ident as u64, starting);
         }
     }
 
@@ -172,7 +174,7 @@ fn record_other(ident: usize, info: u64, start: u64) {
 #[inline]
 pub fn set_metadata<'a>(key: &'static str, value: impl Into<Value<'a>>) {
     if LEVEL.load(Ordering::Relaxed) != 0 {
-        recorder::record_arg(key, value.into(), clock::now(), 0);
+        recorder::record_arg(key, value.into(), clock::now(), 0, false);
     }
 }
 

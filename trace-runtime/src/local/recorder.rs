@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::buffer::ThreadBuffer;
 use crate::clock;
-use crate::record::{arg_record, named_record, short_named_word};
+use crate::record::{arg_record, named_record, short_arg_record, short_named_word, SLOT};
 use crate::registry;
 use crate::switch::{EPOCH, IN_FLIGHT};
 use crate::value::Value;
@@ -111,9 +111,35 @@ fn record_long_named_event(name: &'static str, start: u64) {
 
 /// Records one metadata entry for the event identified by (`owner_ident`, `owner_start`), or
 /// with `owner_ident == 0` for the innermost event open on this thread at `owner_start`.
-pub(crate) fn record_arg(key: &'static str, value: Value<'_>, owner_start: u64, owner_ident: u64) {
+/// `starting`: the owner is an event of this thread that never moves to another (not an
+/// `async fn`'s), so its start alone finds it, and a number or bool fits one slot.
+#[inline(always)]
+pub(crate) fn record_arg(
+    key: &'static str,
+    value: Value<'_>,
+    owner_start: u64,
+    owner_ident: u64,
+    starting: bool,
+) {
+    let by_start = starting || owner_ident == 0;
+    if let Some(slot) = short_arg_record(key, &value, owner_start, starting && owner_ident != 0)
+        .filter(|_| by_start)
+    {
+        return push_short_record(&slot);
+    }
     let (header, bytes) = arg_record(key, &value, owner_start, owner_ident);
     push_record(&header, bytes);
+}
+
+/// Appends a one-slot record.
+#[inline(always)]
+fn push_short_record(slot: &[u64; SLOT]) {
+    if let Some(buffer) = current_buffer() {
+        if buffer.epoch == EPOCH.load(Ordering::Relaxed) && buffer.try_push_record(slot, &[]) {
+            return;
+        }
+    }
+    record_arg_slow(slot, &[]);
 }
 
 fn push_record(header: &[u64; 6], bytes: &[u8]) {
@@ -127,7 +153,7 @@ fn push_record(header: &[u64; 6], bytes: &[u8]) {
 
 #[cold]
 #[inline(never)]
-fn record_arg_slow(header: &[u64; 6], bytes: &[u8]) {
+fn record_arg_slow(header: &[u64], bytes: &[u8]) {
     let _in_flight = InFlight::begin();
     record_slow(EPOCH.load(Ordering::SeqCst), header, bytes);
 }
