@@ -577,22 +577,10 @@ fn advise_pages(_words: &[AtomicU64], _huge: bool) {}
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::record::string_slots;
 
     /// Words of the `ARG` header used below, and what `try_push_record` packs a string into.
     const HEADER: [u64; 2 * SLOT] = [3, 11, 12, 13, 14, 15];
-
-    fn string_slots(bytes: &[u8]) -> Vec<u64> {
-        let mut words: Vec<u64> = bytes
-            .chunks(8)
-            .map(|chunk| {
-                let mut word = [0u8; 8];
-                word[..chunk.len()].copy_from_slice(chunk);
-                u64::from_le_bytes(word)
-            })
-            .collect();
-        words.resize(string_words(bytes.len()), 0);
-        words
-    }
 
     /// Appends events and metadata with strings of every length until well past the capacity,
     /// to a buffer populated in chunks smaller than a record and in chunks that grow, and

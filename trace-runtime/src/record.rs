@@ -95,6 +95,22 @@ pub(crate) fn arg_record<'v>(
     (header, bytes)
 }
 
+/// String bytes packed into whole slots, as they follow an `ARG` record (for tests that
+/// write records by hand).
+#[cfg(test)]
+pub(crate) fn string_slots(bytes: &[u8]) -> Vec<u64> {
+    let mut words: Vec<u64> = bytes
+        .chunks(8)
+        .map(|chunk| {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            u64::from_le_bytes(word)
+        })
+        .collect();
+    words.resize(string_words(bytes.len()), 0);
+    words
+}
+
 /// Key lengths that fit a `SHORT_ARG` record.
 const SHORT_KEY_LEN: u64 = 1 << 10;
 
@@ -281,20 +297,6 @@ mod tests {
 
     static SITE: Callsite = Callsite::new("site", "module", "file.rs", 7, 1);
 
-    /// Packs string bytes into whole slots, as the buffer does.
-    fn pack(bytes: &[u8]) -> Vec<u64> {
-        let mut words: Vec<u64> = bytes
-            .chunks(8)
-            .map(|chunk| {
-                let mut word = [0u8; 8];
-                word[..chunk.len()].copy_from_slice(chunk);
-                u64::from_le_bytes(word)
-            })
-            .collect();
-        words.resize(string_words(bytes.len()), 0);
-        words
-    }
-
     /// Every kind of record, encoded one after the other, decodes to what was encoded.
     #[test]
     fn every_record_kind_round_trips() {
@@ -315,7 +317,7 @@ mod tests {
         for (i, value) in values.iter().enumerate() {
             let (header, bytes) = arg_record("key", value, 10 + i as u64, site);
             words.extend(header);
-            words.extend(pack(bytes));
+            words.extend(string_slots(bytes));
         }
         // The short form: numbers and bools, owned by start or by time; not strings.
         assert_eq!(short_arg_record("key", &text, 1, true), None);
