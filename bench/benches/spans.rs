@@ -1039,6 +1039,21 @@ impl Row {
     }
 }
 
+/// A row per subject, each with the spans per slot its calibration found.
+fn calibrated_rows(subjects: Vec<Box<dyn Subject>>, settings: &Settings) -> Vec<Row> {
+    subjects
+        .into_iter()
+        .map(|mut subject| {
+            let spans = calibrate(subject.as_mut(), settings);
+            Row {
+                subject,
+                spans,
+                slots: Vec::new(),
+            }
+        })
+        .collect()
+}
+
 /// Picks spans per slot from a short trial so each slot takes about `settings.slot`.
 fn calibrate(subject: &mut dyn Subject, settings: &Settings) -> u64 {
     let trial = 20 * BATCH;
@@ -1139,17 +1154,7 @@ fn span_rows(
     notes: &mut Vec<String>,
 ) {
     eprintln!("trace-bench: calibrating {} systems", subjects.len());
-    let mut rows: Vec<Row> = subjects
-        .into_iter()
-        .map(|mut subject| {
-            let spans = calibrate(subject.as_mut(), settings);
-            Row {
-                subject,
-                spans,
-                slots: Vec::new(),
-            }
-        })
-        .collect();
+    let mut rows = calibrated_rows(subjects, settings);
 
     for round in 0..settings.rounds {
         if round % 10 == 0 {
@@ -2090,7 +2095,7 @@ mod live_capture {
     use trace_export::profiler::server::{self, ProfilerServer};
     use trace_runtime::session;
 
-    use super::{calibrate, ours_run, pass, Ours, OursMode, Row, Settings, Subject};
+    use super::{calibrated_rows, ours_run, pass, Ours, OursMode, Settings, Subject};
 
     /// The loop with recording off while a profiler server is up and idle (no capture).
     struct OffServerIdle {
@@ -2190,17 +2195,7 @@ mod live_capture {
                 warnings: Vec::new(),
             }),
         ];
-        let mut rows: Vec<Row> = subjects
-            .into_iter()
-            .map(|mut subject| {
-                let spans = calibrate(subject.as_mut(), settings);
-                Row {
-                    subject,
-                    spans,
-                    slots: Vec::new(),
-                }
-            })
-            .collect();
+        let mut rows = calibrated_rows(subjects, settings);
         let rounds = settings.rounds.min(11);
         eprintln!("trace-bench: live capture, {rounds} rounds");
         for _ in 0..rounds {

@@ -100,9 +100,7 @@ pub use value::{Scalar, Value};
 #[doc(hidden)]
 pub mod session {
     pub use crate::calltree::CallTree;
-    pub use crate::collector::session::{
-        is_active, owner, start, stop, SessionConfig, SessionError,
-    };
+    pub use crate::collector::session::{is_active, start, stop, SessionConfig, SessionError};
     pub use crate::snapshot::RecordMode;
 }
 

@@ -119,14 +119,6 @@ pub fn is_active() -> bool {
         .is_some_and(|active| !active.stopping)
 }
 
-/// Who records, while a session does.
-pub fn owner() -> Option<&'static str> {
-    registry::lock()
-        .as_ref()
-        .filter(|active| !active.stopping)
-        .map(|active| active.owner)
-}
-
 /// Stops recording and returns everything recorded since [`start`].
 ///
 /// An event is in the snapshot exactly when it ended before the stop time (and started after
@@ -237,10 +229,8 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        assert_eq!(super::owner(), Some(owner));
         let second = start(&SessionConfig::default());
         stop().unwrap();
         assert_eq!(second, Err(SessionError::AlreadyActive { owner }));
-        assert_eq!(super::owner(), None);
     }
 }
