@@ -77,6 +77,9 @@ pub(crate) struct ThreadBuffer {
     chunks: (usize, usize),
     /// Records that did not fit.
     dropped: buffer_atomic::AtomicU64,
+    /// Allocations below the traced allocator's threshold: count and bytes, counted instead
+    /// of recorded. Written by the owner thread only, read after the session stops.
+    heap_unrecorded: [AtomicUsize; 2],
 }
 
 impl ThreadBuffer {
@@ -96,6 +99,7 @@ impl ThreadBuffer {
             ready: AtomicUsize::new(0),
             chunks: (FIRST_CHUNK, MAX_CHUNK),
             dropped: buffer_atomic::AtomicU64::new(0),
+            heap_unrecorded: Default::default(),
         })
     }
 
@@ -111,12 +115,26 @@ impl ThreadBuffer {
     /// before the clock read until the event is published.
     #[inline(always)]
     pub(crate) fn push_event_ending_now(&self, w0: u64, start: u64) {
+        self.push_slot_now(|end| [w0, start, end]);
+    }
+
+    /// Reads the clock and appends a heap record of that time (`record::heap_word`), marked
+    /// like an event.
+    #[inline(always)]
+    pub(crate) fn push_heap_now(&self, w0: u64, bytes: u64) {
+        self.push_slot_now(|time| [w0, time, bytes]);
+    }
+
+    /// Reads the clock and appends the one-slot record `slot` makes of it. The buffer is
+    /// marked from before the clock read until the record is published.
+    #[inline(always)]
+    fn push_slot_now(&self, slot: impl FnOnce(u64) -> [u64; SLOT]) {
         // Even: only this thread writes the state, and it leaves it unmarked.
         let state = self.state.load(Ordering::Relaxed);
         self.state.store(state | WRITING, Ordering::Relaxed);
         // The mark is stored before the clock is read: `session::stop` relies on it.
         compiler_fence(Ordering::SeqCst);
-        let end = clock::now();
+        let [w0, w1, w2] = slot(clock::now());
         let len = state >> 1;
         // The one bounds check: against the populated limit, which is at most the capacity.
         if len + SLOT <= self.ready.load(Ordering::Relaxed) {
@@ -129,15 +147,15 @@ impl ThreadBuffer {
                 )
             };
             a.store(w0, Ordering::Relaxed);
-            b.store(start, Ordering::Relaxed);
-            c.store(end, Ordering::Relaxed);
+            b.store(w1, Ordering::Relaxed);
+            c.store(w2, Ordering::Relaxed);
             self.state.store((len + SLOT) << 1, Ordering::Release);
         } else {
-            self.push_event_past_ready(state, [w0, start, end]);
+            self.push_event_past_ready(state, [w0, w1, w2]);
         }
     }
 
-    /// [`Self::push_event_ending_now`] past the populated limit, the buffer marked: populates
+    /// [`Self::push_slot_now`] past the populated limit, the buffer marked: populates
     /// the next chunk and appends, or, when the buffer is full, counts the event as dropped.
     /// Either way the mark is cleared last. The end clock was read before: the populating
     /// is not part of the event.
@@ -219,6 +237,7 @@ impl ThreadBuffer {
         self.epoch = epoch;
         self.state = buffer_atomic::AtomicUsize::new(0);
         self.dropped = buffer_atomic::AtomicU64::new(0);
+        self.heap_unrecorded = Default::default();
     }
 
     /// Capacity in words.
@@ -316,6 +335,26 @@ impl ThreadBuffer {
 
     pub(crate) fn count_drop(&self) {
         self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an allocation of `bytes` that is not recorded (by the owner thread).
+    pub(crate) fn count_unrecorded_allocation(&self, bytes: usize) {
+        let [count, total] = &self.heap_unrecorded;
+        // Plain moves: only the owner writes these.
+        count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        total.store(
+            total.load(Ordering::Relaxed).wrapping_add(bytes),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// The allocations counted by [`Self::count_unrecorded_allocation`]: count and bytes.
+    pub(crate) fn unrecorded_allocations(&self) -> (u64, u64) {
+        let [count, total] = &self.heap_unrecorded;
+        (
+            count.load(Ordering::Relaxed) as u64,
+            total.load(Ordering::Relaxed) as u64,
+        )
     }
 }
 

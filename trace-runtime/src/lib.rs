@@ -90,6 +90,7 @@ mod disabled;
 pub use disabled::{is_recording, set_metadata, Trace};
 
 pub use callsite::{callsites, Callsite};
+pub use local::allocator::{TracedAllocator, DEFAULT_MIN_RECORDED_BYTES};
 pub use trace_macros::{trace, traced};
 pub use value::{Scalar, Value};
 

@@ -12,6 +12,7 @@
 //! | `NAMED`     | `2 | name_len << 8`, name ptr, start; then: end ticks, 0, 0             |
 //! | `SHORT_NAMED` | `4 | name_len << 3 | name ptr << 16`, start, end (names under 8 KiB at addresses below 2^48, i.e. all of them on today's 64-bit targets) |
 //! | `ARG`       | `3 | type << 3 | key_len << 8`, key ptr, owner start (or time); then: payload or string length, owner identity (0: innermost by time), 0; then the string's bytes |
+//! | `HEAP`      | `7 | free << 3 | addr << 16`, time, bytes: a heap block allocated or freed (addresses below 2^48) |
 //! | `SHORT_ARG` | `6 | type << 3 | starting << 5 | key_len << 6 | key ptr << 16`, owner start (or time), payload: a number or bool under a key shorter than 1 KiB, for the event of this thread that started at that tick (`starting`) or the innermost one open then |
 //!
 //! Words hold addresses of `'static` data (call sites, names, keys): turning them back into
@@ -31,6 +32,7 @@ pub(crate) const KIND_SHORT_NAMED: u64 = 4;
 /// Not a record: the `info` of a guard recorded into a call tree (see `local::graph`).
 pub(crate) const KIND_GRAPH: u64 = 5;
 pub(crate) const KIND_SHORT_ARG: u64 = 6;
+pub(crate) const KIND_HEAP: u64 = 7;
 pub(crate) const KIND_MASK: u64 = 7;
 /// Name lengths that fit a `SHORT_NAMED` record.
 pub(crate) const SHORT_NAME_LEN: u64 = 1 << 13;
@@ -140,6 +142,12 @@ pub(crate) fn short_arg_record(
     ])
 }
 
+/// The first word of a `HEAP` record for the block at `addr`, when its address fits.
+#[inline(always)]
+pub(crate) fn heap_word(addr: u64, free: bool) -> Option<u64> {
+    (addr >> 48 == 0).then_some(addr << 16 | u64::from(free) << 3 | KIND_HEAP)
+}
+
 /// `RawArg::owner_ident` of metadata for the event of its thread that started at
 /// `owner_start` (no address is this).
 pub(crate) const OWNER_STARTING: u64 = u64::MAX;
@@ -199,7 +207,16 @@ pub(crate) struct RawArg {
     pub(crate) owner_start: u64,
 }
 
-/// Parses a buffer's published words, calling `on_event` and `on_arg` in record order. A
+/// One heap record, in ticks.
+#[derive(Debug, PartialEq)]
+pub(crate) struct RawHeap {
+    pub(crate) time: u64,
+    pub(crate) addr: u64,
+    pub(crate) bytes: u64,
+    pub(crate) free: bool,
+}
+
+/// Parses a buffer's published words, calling `on_event`, `on_arg` and `on_heap` in record order. A
 /// record cut short at the end (which a published buffer never has) ends the parse.
 ///
 /// # Safety
@@ -211,6 +228,7 @@ pub(crate) unsafe fn decode(
     words: &[u64],
     mut on_event: impl FnMut(RawEvent),
     mut on_arg: impl FnMut(RawArg),
+    mut on_heap: impl FnMut(RawHeap),
 ) {
     let mut at = 0;
     while let Some(slot) = words.get(at..at + SLOT) {
@@ -230,6 +248,16 @@ pub(crate) unsafe fn decode(
                 value,
                 owner_ident: if w0 & 1 << 5 != 0 { OWNER_STARTING } else { 0 },
                 owner_start: slot[1],
+            });
+            at += SLOT;
+            continue;
+        }
+        if kind == KIND_HEAP {
+            on_heap(RawHeap {
+                time: slot[1],
+                addr: w0 >> 16,
+                bytes: slot[2],
+                free: w0 & 1 << 3 != 0,
             });
             at += SLOT;
             continue;
@@ -330,6 +358,25 @@ mod tests {
         for (value, start, starting) in &short {
             words.extend(short_arg_record("step_num", value, *start, *starting).unwrap());
         }
+        // Heap records: an allocation and a free; no address at or above 2^48.
+        assert_eq!(heap_word(1 << 48, false), None);
+        let top = (1 << 48) - 8;
+        words.extend([heap_word(top, false).unwrap(), 30, u64::MAX]);
+        words.extend([heap_word(4096, true).unwrap(), 31, 24]);
+        let heap_expected = vec![
+            RawHeap {
+                time: 30,
+                addr: top,
+                bytes: u64::MAX,
+                free: false,
+            },
+            RawHeap {
+                time: 31,
+                addr: 4096,
+                bytes: 24,
+                free: true,
+            },
+        ];
         let (args_expected, events_expected) = (
             values
                 .iter()
@@ -355,24 +402,26 @@ mod tests {
             ],
         );
         let parse = |words: &[u64]| {
-            let (mut events, mut args) = (Vec::new(), Vec::new());
+            let (mut events, mut args, mut heap) = (Vec::new(), Vec::new(), Vec::new());
             // SAFETY: the words were written by this module's encoders.
             unsafe {
                 decode(
                     words,
                     |e| events.push((e.word, e.long_name, e.start, e.end)),
                     |a| args.push(a),
+                    |h| heap.push(h),
                 )
             };
-            (events, args)
+            (events, args, heap)
         };
-        let (events, args) = parse(&words);
+        let (events, args, heap) = parse(&words);
         assert_eq!(events, events_expected);
         assert_eq!(args, args_expected);
+        assert_eq!(heap, heap_expected);
         // SAFETY: the call site's address, as the event words hold it.
         assert_eq!(unsafe { callsite_at(site) }.name(), "site");
         // A record cut short ends the parse without reading past the words.
-        let (events, args) = parse(&words[..words.len() - 1]);
-        assert_eq!((events.len(), args.len()), (4, 8));
+        let (events, args, heap) = parse(&words[..words.len() - 1]);
+        assert_eq!((events.len(), args.len(), heap.len()), (4, 9, 1));
     }
 }

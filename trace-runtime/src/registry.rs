@@ -34,13 +34,72 @@ static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
 /// stopped waiting for it.
 static LOST_WITHOUT_BUFFER: AtomicU64 = AtomicU64::new(0);
 
+thread_local! {
+    /// True while this thread is inside the profiler's own bookkeeping: it holds the
+    /// registry's lock, or attaches a buffer. Its allocations meanwhile are the profiler's,
+    /// and a traced allocator must not record them: recording one could take the lock this
+    /// thread holds, or touch a thread-local that is being set up. Const-initialised and
+    /// without a destructor, so an allocator can read it at any time.
+    static INSIDE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks this thread [`inside`] the profiler while it lives.
+pub(crate) struct Inside {
+    was: bool,
+}
+
+impl Inside {
+    pub(crate) fn enter() -> Inside {
+        Inside {
+            was: INSIDE.replace(true),
+        }
+    }
+}
+
+impl Drop for Inside {
+    fn drop(&mut self) {
+        INSIDE.set(self.was);
+    }
+}
+
+/// True while this thread is inside the profiler's bookkeeping (see [`Inside`]).
+#[inline(always)]
+pub(crate) fn inside() -> bool {
+    INSIDE.get()
+}
+
+/// The registry, locked, with the thread marked [`inside`] the profiler meanwhile.
+pub(crate) struct Locked {
+    // Fields drop in order: the lock is released before the mark is lifted.
+    guard: MutexGuard<'static, Option<Registry>>,
+    _inside: Inside,
+}
+
+impl std::ops::Deref for Locked {
+    type Target = Option<Registry>;
+    fn deref(&self) -> &Self::Target {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for Locked {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.guard
+    }
+}
+
 /// The registry, locked.
-pub(crate) fn lock() -> MutexGuard<'static, Option<Registry>> {
+pub(crate) fn lock() -> Locked {
+    let inside = Inside::enter();
     // The state is consistent after every statement, so a panic elsewhere never poisons it
     // for good.
-    REGISTRY
+    let guard = REGISTRY
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    Locked {
+        guard,
+        _inside: inside,
+    }
 }
 
 /// Counts records lost without a buffer (see [`take_lost`]).

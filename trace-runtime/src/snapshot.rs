@@ -144,6 +144,11 @@ pub struct ThreadRecord {
     pub events: Vec<Event>,
     /// Events and metadata that did not fit in the thread's buffer.
     pub dropped: u64,
+    /// The thread's heap allocations and frees, in time order, recorded by a
+    /// [`TracedAllocator`](crate::TracedAllocator) installed as the global allocator.
+    pub heap: Vec<HeapEvent>,
+    /// Allocations smaller than the allocator records, counted instead.
+    pub heap_unrecorded: HeapTally,
 }
 
 impl ThreadRecord {
@@ -154,7 +159,79 @@ impl ThreadRecord {
             name: name.into(),
             events,
             dropped,
+            heap: Vec::new(),
+            heap_unrecorded: HeapTally::default(),
         }
+    }
+
+    /// The same thread with these heap events (in time order).
+    pub fn with_heap(mut self, heap: Vec<HeapEvent>) -> Self {
+        self.heap = heap;
+        self
+    }
+}
+
+/// One heap allocation or free, as a [`TracedAllocator`](crate::TracedAllocator) saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HeapEvent {
+    /// When, in nanoseconds since the session start: after the block was obtained, or
+    /// before it was given back.
+    pub time_ns: u64,
+    /// The block's address.
+    pub addr: u64,
+    /// The block's size as the program asked for it (`Layout::size`).
+    pub bytes: u64,
+    /// An allocation or a free.
+    pub kind: HeapEventKind,
+}
+
+impl HeapEvent {
+    /// An allocation of `bytes` at `addr`.
+    pub fn allocation(time_ns: u64, addr: u64, bytes: u64) -> HeapEvent {
+        HeapEvent {
+            time_ns,
+            addr,
+            bytes,
+            kind: HeapEventKind::Allocation,
+        }
+    }
+
+    /// A free of the `bytes` at `addr`.
+    pub fn deallocation(time_ns: u64, addr: u64, bytes: u64) -> HeapEvent {
+        HeapEvent {
+            time_ns,
+            addr,
+            bytes,
+            kind: HeapEventKind::Deallocation,
+        }
+    }
+}
+
+/// Whether a [`HeapEvent`] took a block or gave one back. A `realloc` is a free of the old
+/// block followed by an allocation of the new one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeapEventKind {
+    /// A block was allocated.
+    Allocation,
+    /// A block was freed.
+    Deallocation,
+}
+
+/// Allocations that were counted but not recorded one by one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HeapTally {
+    /// How many.
+    pub allocations: u64,
+    /// Their bytes, as asked for.
+    pub bytes: u64,
+}
+
+impl HeapTally {
+    /// `allocations` blocks of `bytes` in all.
+    pub fn new(allocations: u64, bytes: u64) -> HeapTally {
+        HeapTally { allocations, bytes }
     }
 }
 

@@ -4,10 +4,11 @@
 
 use crate::calltree::ThreadTree;
 use crate::clock::Calibration;
-use crate::record::{self, RawEvent, OWNER_STARTING, SLOT};
+use crate::record::{self, RawEvent, RawHeap, OWNER_STARTING, SLOT};
 use crate::registry::{self, Registry};
 use crate::snapshot::{
-    Event, Identity, RecordMode, Recording, Snapshot, ThreadCallTree, ThreadRecord,
+    Event, HeapEvent, HeapTally, Identity, RecordMode, Recording, Snapshot, ThreadCallTree,
+    ThreadRecord,
 };
 
 /// The snapshot of a stopped session: its buffers read, or its call trees. Events are kept
@@ -20,6 +21,7 @@ use crate::snapshot::{
 pub(crate) fn snapshot(active: Registry, stop_ticks: u64, calibration: &Calibration) -> Snapshot {
     let window = active.start.ticks..=stop_ticks;
     let mut threads: Vec<Vec<Event>> = Vec::with_capacity(active.buffers.len());
+    let mut heaps: Vec<Vec<HeapEvent>> = Vec::with_capacity(active.buffers.len());
     let mut args = Vec::new();
     for buffer in &active.buffers {
         // Every event is kept until its metadata found it; only then are those outside
@@ -28,6 +30,7 @@ pub(crate) fn snapshot(active: Registry, stop_ticks: u64, calibration: &Calibrat
         let thread = threads.len();
         let mut events = Vec::with_capacity(buffer.published_words() / SLOT);
         advise_huge_pages(&mut events);
+        let mut heap = Vec::new();
         buffer.read_published(|words| {
             // SAFETY: a buffer is written only by the recorder, with `record`'s encoders.
             unsafe {
@@ -35,12 +38,18 @@ pub(crate) fn snapshot(active: Registry, stop_ticks: u64, calibration: &Calibrat
                     words,
                     |raw| events.push(event_of(raw)),
                     |arg| args.push((thread, arg)),
+                    |raw| {
+                        if window.contains(&raw.time) {
+                            heap.push(heap_event_of(raw, calibration));
+                        }
+                    },
                 )
             }
         });
         buffer.release_pages();
         order_by_start(&mut events);
         threads.push(events);
+        heaps.push(heap);
     }
 
     // Metadata of a guard names its event by (identity, start), looked up on the guard's
@@ -78,7 +87,8 @@ pub(crate) fn snapshot(active: Registry, stop_ticks: u64, calibration: &Calibrat
         .buffers
         .iter()
         .zip(threads)
-        .map(|(buffer, mut events)| {
+        .zip(heaps)
+        .map(|((buffer, mut events), heap)| {
             // Keep what ran inside the session: not a scope entered during an earlier
             // session, nor one that ended after this one stopped. Then ticks become ns.
             events.retain_mut(|event| {
@@ -94,6 +104,11 @@ pub(crate) fn snapshot(active: Registry, stop_ticks: u64, calibration: &Calibrat
                 name: buffer.thread_name.clone(),
                 events,
                 dropped: buffer.dropped(),
+                heap,
+                heap_unrecorded: {
+                    let (allocations, bytes) = buffer.unrecorded_allocations();
+                    HeapTally::new(allocations, bytes)
+                },
             }
         })
         .collect::<Vec<_>>();
@@ -154,6 +169,15 @@ fn advise_huge_pages<T>(vector: &mut Vec<T>) {
 }
 
 /// An event of the recorder's, in ticks until the snapshot converts it.
+/// A heap record as a heap event, its time converted.
+fn heap_event_of(raw: RawHeap, calibration: &Calibration) -> HeapEvent {
+    let time_ns = calibration.ns_since_start(raw.time);
+    match raw.free {
+        false => HeapEvent::allocation(time_ns, raw.addr, raw.bytes),
+        true => HeapEvent::deallocation(time_ns, raw.addr, raw.bytes),
+    }
+}
+
 fn event_of(raw: RawEvent) -> Event {
     let identity = match raw.long_name {
         Some(name) => Identity::of_name(name),

@@ -14,9 +14,11 @@ use std::sync::Arc;
 
 use crate::buffer::ThreadBuffer;
 use crate::clock;
-use crate::record::{arg_record, named_record, short_arg_record, short_named_word, SLOT};
-use crate::registry;
-use crate::switch::{EPOCH, IN_FLIGHT};
+use crate::record::{
+    arg_record, heap_word, named_record, short_arg_record, short_named_word, SLOT,
+};
+use crate::registry::{self, Inside};
+use crate::switch::{EPOCH, GRAPH_ONLY, IN_FLIGHT};
 use crate::value::Value;
 
 /// Keeps this thread's buffer alive; its destructor clears [`CURRENT`] first so that the hot
@@ -158,10 +160,45 @@ fn record_arg_slow(header: &[u64], bytes: &[u8]) {
     record_slow(EPOCH.load(Ordering::SeqCst), header, bytes);
 }
 
+/// Records a heap block allocated (after the allocator returned it) or freed (before it is
+/// given back), for a traced allocator while a session records. Blocks under `min_bytes` are
+/// counted, not recorded. Never allocates on the way, except to attach the thread's buffer,
+/// and then with the thread marked inside the profiler, so that those allocations are not
+/// recorded and nothing recurses.
+#[cold]
+#[inline(never)]
+pub(crate) fn record_heap(addr: usize, bytes: usize, free: bool, min_bytes: usize) {
+    // Graph-only sessions keep no events; the profiler's own allocations are not the
+    // program's.
+    if GRAPH_ONLY.load(Ordering::Relaxed) || registry::inside() {
+        return;
+    }
+    let buffer = current_buffer().filter(|b| b.epoch == EPOCH.load(Ordering::Relaxed));
+    if bytes < min_bytes {
+        if let (Some(buffer), false) = (buffer, free) {
+            buffer.count_unrecorded_allocation(bytes);
+        }
+        return;
+    }
+    let Some(w0) = heap_word(addr as u64, free) else {
+        return;
+    };
+    if let Some(buffer) = buffer {
+        return buffer.push_heap_now(w0, bytes as u64);
+    }
+    let _in_flight = InFlight::begin();
+    let (epoch, time) = epoch_then_clock();
+    record_slow(epoch, &[w0, time, bytes as u64], &[]);
+}
+
 /// Records into session `epoch`, read after the caller counted itself [`IN_FLIGHT`]: the
 /// thread's first record in the session (its buffer is attached), a full buffer (the record
 /// is counted as dropped), or a record after its session stopped (it belongs to none).
+///
+/// The thread is marked inside the profiler meanwhile: setting up its thread-locals and
+/// buffer allocates, and a traced allocator must neither record that nor re-enter here.
 fn record_slow(epoch: u64, header: &[u64], bytes: &[u8]) {
+    let _inside = Inside::enter();
     if let Some(buffer) = current_buffer() {
         if buffer.epoch == epoch {
             // The buffer is this session's: the record is a long named event, or it is full.
