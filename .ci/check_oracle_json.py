@@ -28,6 +28,9 @@ if kind == "train":
     expect(loader and loader[0]["events"] > 0, "no data-loader events in the profile")
     threads = xplanes[0]["tools"]["trace_viewer"]["threads"]
     expect("data-loader" in threads, f"trace viewer threads: {threads}")
+    # The example installs TracedAllocator: xprof converts its heap events.
+    tools = xplanes[0]["tools"]
+    expect(tools.get("memory_profile", {}).get("bytes", 0) > 0, f"memory_profile: {tools.get('memory_profile')}")
 
 if kind == "tracing_app":
     plane = next(p for p in xplanes[0]["planes"] if p["name"] == "/host:CPU")

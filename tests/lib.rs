@@ -1,6 +1,6 @@
 //! Helpers shared by the workspace-level tests in `tests/tests/`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -113,4 +113,41 @@ pub async fn yield_now() {
         }
     })
     .await
+}
+
+/// The workspace's root directory.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace root")
+        .to_path_buf()
+}
+
+/// The python of the oracle's venv (TensorBoard, xprof and xprof's capture client), or `None`
+/// (after saying why) where it is missing outside CI. The venv is the one
+/// `../shared/oracle/check` installs on first use (`$TRACE_ORACLE_VENV`, default
+/// `~/.cache/trace-oracle/venv`); in CI (`CI=true`) a missing venv fails the test.
+pub fn oracle_python() -> Option<PathBuf> {
+    let venv = std::env::var_os("TRACE_ORACLE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").unwrap_or_default();
+            Path::new(&home).join(".cache/trace-oracle/venv")
+        });
+    let python = venv.join("bin/python");
+    let script = workspace_root().join("../shared/oracle/check");
+    if python.is_file() && script.is_file() {
+        return Some(python);
+    }
+    let reason = format!(
+        "xprof is not installed: no {} or no {} (running ../shared/oracle/check on any \
+         logdir installs it)",
+        python.display(),
+        script.display()
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{reason}");
+    }
+    eprintln!("skipped: {reason}");
+    None
 }

@@ -1,6 +1,7 @@
 //! A training loop instrumented the way the TensorFlow profiler guide instruments one: each
 //! step is a `Train` event carrying `step_num`, with forward and backward passes nested in it
-//! and a data-loader thread feeding batches.
+//! and a data-loader thread feeding batches. The heap is recorded too (`TracedAllocator`):
+//! the Memory Profile shows each forward pass's activations held until its backward pass.
 //!
 //! ```text
 //! cargo run --release --example train            # writes logs/
@@ -12,7 +13,10 @@ use std::sync::mpsc;
 use std::thread;
 
 use trace_export::profiler;
-use trace_runtime::{trace, traced};
+use trace_runtime::{trace, traced, TracedAllocator};
+
+#[global_allocator]
+static HEAP: TracedAllocator<std::alloc::System> = TracedAllocator::new(std::alloc::System);
 
 const STEPS: i64 = 10;
 const BATCH: usize = 64;
@@ -43,26 +47,36 @@ fn load_batch(index: i64) -> Batch {
     Batch { inputs, targets }
 }
 
+/// What a forward pass keeps for the backward pass.
+struct Activations {
+    /// Each input times its weight (24 KiB): allocated by `matmul`, freed by `backward`.
+    products: Vec<f32>,
+    outputs: Vec<f32>,
+}
+
 impl Model {
     #[traced]
-    fn forward(&self, batch: &Batch) -> Vec<f32> {
-        let hidden: Vec<f32> = trace!("matmul", rows = BATCH, {
-            batch
-                .inputs
+    fn forward(&self, batch: &Batch) -> Activations {
+        let products = trace!("matmul", rows = BATCH, {
+            let mut products = Vec::with_capacity(BATCH * WIDTH);
+            for row in batch.inputs.chunks(WIDTH) {
+                products.extend(row.iter().zip(&self.weights).map(|(x, w)| x * w));
+            }
+            products
+        });
+        let outputs = trace!("activation", {
+            products
                 .chunks(WIDTH)
-                .map(|row| {
-                    row.iter()
-                        .zip(&self.weights)
-                        .map(|(x, w)| x * w)
-                        .sum::<f32>()
-                })
+                .map(|row| row.iter().sum::<f32>().tanh())
                 .collect()
         });
-        trace!("activation", { hidden.iter().map(|h| h.tanh()).collect() })
+        Activations { products, outputs }
     }
 
     #[traced]
-    fn backward(&mut self, batch: &Batch, outputs: &[f32]) -> f32 {
+    fn backward(&mut self, batch: &Batch, activations: Activations) -> f32 {
+        let outputs = &activations.outputs;
+        std::hint::black_box(&activations.products);
         let loss = trace!("loss", |tm| {
             let loss = outputs
                 .iter()
@@ -95,8 +109,8 @@ fn train_step(step: i64, model: &mut Model, batch: &Batch) -> f32 {
     let mut loss = 0.0;
     // A few passes per step, so that a step takes long enough to see.
     for _ in 0..400 {
-        let outputs = model.forward(batch);
-        loss = model.backward(batch, &outputs);
+        let activations = model.forward(batch);
+        loss = model.backward(batch, activations);
     }
     loss
 }

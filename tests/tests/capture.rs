@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 
 use serde_json::Value;
+use trace_tests::{oracle_python, workspace_root};
 
 /// A `profiled` child process serving the profiler on a free port of 127.0.0.1. It exits
 /// when its standard input closes, so it never outlives the test.
@@ -59,43 +60,6 @@ impl Drop for Profiled {
     }
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace root")
-        .to_path_buf()
-}
-
-fn oracle_check_script() -> PathBuf {
-    workspace_root().join("../shared/oracle/check")
-}
-
-/// The oracle venv's python, or `None` (after saying why) where it is missing outside CI.
-fn oracle_python() -> Option<PathBuf> {
-    let venv = std::env::var_os("TRACE_ORACLE_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").unwrap_or_default();
-            Path::new(&home).join(".cache/trace-oracle/venv")
-        });
-    let python = venv.join("bin/python");
-    let script = oracle_check_script();
-    if python.is_file() && script.is_file() {
-        return Some(python);
-    }
-    let reason = format!(
-        "xprof's capture client is not installed: no {} or no {} (running \
-         ../shared/oracle/check on any logdir installs it)",
-        python.display(),
-        script.display()
-    );
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{reason}");
-    }
-    eprintln!("skipped: {reason}");
-    None
-}
-
 /// Runs xprof's capture client, as TensorBoard's Capture button does.
 fn xprof_capture(python: &Path, service_addr: &str, logdir: &Path, duration_ms: u64) {
     let program = r#"
@@ -122,7 +86,7 @@ p.trace(addr, logdir, "", True, duration_ms, 2,
 /// Validates `logdir` with the oracle and returns its `--json` summary.
 fn oracle(logdir: &Path) -> Value {
     let json = logdir.with_extension("oracle.json");
-    let output = Command::new(oracle_check_script())
+    let output = Command::new(workspace_root().join("../shared/oracle/check"))
         .arg(logdir)
         .arg("--json")
         .arg(&json)

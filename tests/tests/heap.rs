@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use trace_runtime::session::{self, RecordMode, SessionConfig};
 use trace_runtime::snapshot::{HeapEvent, HeapEventKind, Snapshot, ThreadRecord};
-use trace_runtime::{trace, TracedAllocator, DEFAULT_MIN_RECORDED_BYTES};
+use trace_runtime::{trace, traced, TracedAllocator, DEFAULT_MIN_RECORDED_BYTES};
 use trace_tests::session_lock;
 
 #[global_allocator]
@@ -237,4 +237,107 @@ fn stop_races_with_allocating_threads() {
     for worker in workers {
         worker.join().unwrap();
     }
+}
+
+#[traced(name = "Train", step_num = step)]
+fn train_step(step: i64, held: &mut Vec<Vec<u8>>) {
+    grow(held);
+    spike(step);
+}
+
+/// Keeps one more MiB each step.
+#[traced]
+fn grow(held: &mut Vec<Vec<u8>>) {
+    held.push(black_box(vec![1u8; MIB]));
+}
+
+/// Takes 8 MiB for a moment in step 3: the peak, 4 + 8 MiB.
+#[traced]
+fn spike(step: i64) {
+    if step == 3 {
+        black_box(vec![2u8; 8 * MIB]);
+    }
+}
+
+/// What xprof's own converter makes of a profile's memory: the `memory_profile` tool's JSON,
+/// summed up by a script run in the oracle's venv.
+fn xprof_memory_profile(python: &std::path::Path, xplane: &std::path::Path) -> serde_json::Value {
+    const SCRIPT: &str = r#"
+import json, sys
+from xprof.convert import raw_to_tool_data as r2t
+data, _ = r2t.xspace_to_tool_data([sys.argv[1]], "memory_profile", {"use_saved_result": False})
+profile = json.loads(data)["memoryProfilePerAllocator"]["heap"]
+timeline = profile["sampledTimelineSnapshots"]
+print(json.dumps({
+    "peak": int(profile["profileSummary"]["peakStats"]["peakBytesInUse"]),
+    "steps_in_time_order": [int(s["activityMetadata"]["stepId"])
+        for s in sorted(timeline, key=lambda s: int(s["timeOffsetPs"]))],
+    "peak_ops": sorted({s["activityMetadata"]["tfOpName"] for s in profile["memoryProfileSnapshots"]}),
+}))
+"#;
+    let output = std::process::Command::new(python)
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(xplane)
+        .output()
+        .expect("run the oracle's python");
+    assert!(
+        output.status.success(),
+        "xprof's converter failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the script prints JSON")
+}
+
+/// A training loop that holds one more MiB each step and 8 MiB more for a moment in step 3,
+/// profiled and read back by xprof's `memory_profile` converter: the peak is what the program
+/// held, the timeline spans the steps, and the table names the functions that allocated.
+#[test]
+fn xprofs_memory_profile_shows_the_heap_per_step() {
+    let _l = session_lock();
+    let logdir = trace_tests::scratch_dir("memory-profile");
+    let options = trace_export::profiler::ProfilerOptions {
+        chrome_trace: false,
+        ..Default::default()
+    };
+    let mut held = Vec::with_capacity(16);
+    trace_export::profiler::start_with(&logdir, options).unwrap();
+    for step in 0..6 {
+        train_step(step, &mut held);
+    }
+    let written = trace_export::profiler::stop().unwrap();
+    drop(held);
+    let report = &written.report;
+
+    // The text report sums up the same events.
+    let peak = 12 * MIB as u64;
+    let slack = 64 << 10; // blocks of 1 KiB and more that the harness allocates meanwhile
+    assert!(
+        (peak..peak + slack).contains(&report.heap.peak_bytes),
+        "report: {report}"
+    );
+    let scopes: Vec<&str> = report
+        .heap
+        .by_scope
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(&scopes[..2], ["heap::spike", "heap::grow"], "{report}");
+    assert_eq!(report.heap.by_scope[1].bytes, 6 * MIB as u64);
+
+    let Some(python) = trace_tests::oracle_python() else {
+        return;
+    };
+    let xprof = xprof_memory_profile(&python, &written.xplane);
+    let xprof_peak = xprof["peak"].as_u64().unwrap();
+    assert_eq!(xprof_peak, report.heap.peak_bytes, "{xprof}");
+    // The timeline runs through every step, in step order.
+    let mut steps: Vec<u64> = serde_json::from_value(xprof["steps_in_time_order"].clone()).unwrap();
+    assert!(steps.is_sorted(), "{xprof}");
+    steps.dedup();
+    assert_eq!(steps, [0, 1, 2, 3, 4, 5], "{xprof}");
+    // The peak step's table names the functions that allocated: the spike and the growth.
+    let ops: Vec<String> = serde_json::from_value(xprof["peak_ops"].clone()).unwrap();
+    assert!(ops.contains(&"heap::spike".to_owned()), "{xprof}");
+    assert!(ops.contains(&"heap::grow".to_owned()), "{xprof}");
 }

@@ -2,7 +2,8 @@
 //!
 //! The shape mirrors the trace xprof itself serves for a profile: `M` metadata events naming
 //! the process and each thread, then one complete (`X`) event per recorded event with its
-//! metadata as `args`. Times are microseconds; strings go through a JSON encoder, so quotes,
+//! metadata as `args`; allocations and frees become samples of a "heap in use" counter
+//! (`C`). Times are microseconds; strings go through a JSON encoder, so quotes,
 //! control characters and emoji in names and values stay valid JSON.
 //!
 //! A trace has millions of events and few distinct names, so each event and stat name is
@@ -13,7 +14,7 @@ use std::io::{self, Write};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
-use crate::xspace::{EventView, Interner, LineView, Profile, StatValue, Visitor};
+use crate::xspace::{is_heap_event, EventView, Interner, LineView, Profile, StatValue, Visitor};
 
 /// Writes the host planes of a profile as Chrome trace JSON.
 ///
@@ -29,6 +30,7 @@ pub fn write_json<'a, W: Write>(profile: impl Into<Profile<'a>>, out: W) -> io::
         pid: 0,
         line_index: 0,
         base_ps: 0,
+        tid: 0,
         event_prefix: Vec::new(),
         event_names: Interner::new(),
         escaped_event_names: Vec::new(),
@@ -64,6 +66,8 @@ struct JsonWriter<'a, W> {
     line_index: usize,
     /// The current line's base time.
     base_ps: i64,
+    /// The current line's thread id.
+    tid: i64,
     /// What every event of the current line starts with, up to its time.
     event_prefix: Vec<u8>,
     /// Names as JSON strings, by interned id.
@@ -97,6 +101,28 @@ impl<W: Write> JsonWriter<'_, W> {
             Some(e) => Err(e),
             None => self.out.flush(),
         }
+    }
+}
+
+impl<'a, W: Write> JsonWriter<'a, W> {
+    /// An allocation or free as a sample of the process's "heap in use" counter track: the
+    /// memory profile's own events are instants of no use in a timeline.
+    #[cold]
+    fn heap_counter(&mut self, event: &EventView<'a, '_>) {
+        let Some(StatValue::Int(in_use)) = event.stats.get("bytes_allocated") else {
+            return;
+        };
+        let buf = &mut self.buf;
+        buf.extend_from_slice(b",\n{\"ph\":\"C\",\"name\":\"heap in use\",\"pid\":");
+        put_u64(buf, self.pid as u64);
+        buf.extend_from_slice(b",\"tid\":");
+        put_i64(buf, self.tid);
+        buf.extend_from_slice(b",\"ts\":");
+        put_micros(buf, self.base_ps.saturating_add(event.offset_ps));
+        buf.extend_from_slice(b",\"args\":{\"bytes\":");
+        put_i64(buf, in_use);
+        buf.extend_from_slice(b"}}");
+        self.spill();
     }
 }
 
@@ -146,6 +172,7 @@ impl<'a, W: Write> Visitor<'a> for JsonWriter<'a, W> {
         self.line_index += 1;
 
         self.base_ps = line.timestamp_ns.saturating_mul(1000);
+        self.tid = tid;
         self.event_prefix.clear();
         self.event_prefix.extend_from_slice(b",\n{\"ph\":\"X\",");
         self.event_prefix.extend_from_slice(&ids);
@@ -155,6 +182,9 @@ impl<'a, W: Write> Visitor<'a> for JsonWriter<'a, W> {
 
     #[inline]
     fn event(&mut self, event: &EventView<'a, '_>) {
+        if is_heap_event(event.name, event.duration_ps) {
+            return self.heap_counter(event);
+        }
         let id = self.event_names.id_with_suffix(event.name, event.suffix) as usize;
         if id > self.escaped_event_names.len() {
             let mut escaped = Vec::new();

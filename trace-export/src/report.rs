@@ -7,7 +7,8 @@ use ahash::AHashMap;
 
 use crate::analysis::calls::Replay;
 use crate::xspace::{
-    thread_of_line, EventView, Interner, LineView, Profile, StatValue, Visitor, SYNTHETIC_STAT,
+    is_heap_event, thread_of_line, EventView, Interner, LineView, Profile, StatValue, Visitor,
+    MEMORY_DEALLOCATION, SYNTHETIC_STAT,
 };
 
 /// Statistics of one event name over a profile.
@@ -45,6 +46,31 @@ pub struct StepTime {
     pub duration_ns: u64,
 }
 
+/// The heap as the memory profile holds it: its peak, and who allocated.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HeapReport {
+    /// Allocations recorded.
+    pub allocations: u64,
+    /// Frees recorded (of blocks allocated in the session).
+    pub frees: u64,
+    /// The most heap in use at once, in bytes.
+    pub peak_bytes: u64,
+    /// Per scope that allocated (the innermost open one; "" outside every scope): its
+    /// allocations and their bytes, the most bytes first.
+    pub by_scope: Vec<ScopeAllocations>,
+}
+
+/// What one scope allocated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScopeAllocations {
+    /// The scope's name.
+    pub name: String,
+    /// How many allocations.
+    pub allocations: u64,
+    /// Their bytes in all.
+    pub bytes: u64,
+}
+
 /// What a profile holds, summed up: built from an `XSpace`, so it reads written files too.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Report {
@@ -58,6 +84,8 @@ pub struct Report {
     pub threads: usize,
     /// The profile's warnings (dropped events among them).
     pub warnings: Vec<String>,
+    /// The heap, when a traced allocator recorded it.
+    pub heap: HeapReport,
     /// Rows shown by `Display` (all when 0).
     pub top: usize,
 }
@@ -91,6 +119,7 @@ impl Report {
             line: None,
             lines_in_order: matches!(profile, Profile::Planned(_)),
             streaming: None,
+            heap_scopes: AHashMap::new(),
         };
         profile.visit(&mut tally);
         tally.finish()
@@ -123,6 +152,8 @@ struct Tally<'a> {
     /// The fold of a thread that is one line in order, the usual case: its calls go straight
     /// in.
     streaming: Option<Replay<i64>>,
+    /// Per scope that allocated: allocations and bytes.
+    heap_scopes: AHashMap<&'a str, (u64, u64)>,
 }
 
 impl<'a> Visitor<'a> for Tally<'a> {
@@ -142,6 +173,9 @@ impl<'a> Visitor<'a> for Tally<'a> {
 
     fn event(&mut self, event: &EventView<'a, '_>) {
         let stats = event.stats;
+        if is_heap_event(event.name, event.duration_ps) {
+            return self.heap_event(event);
+        }
         if !stats.is_empty() {
             if stats.get(SYNTHETIC_STAT).is_some() {
                 return;
@@ -206,14 +240,47 @@ impl<'a> Visitor<'a> for Tally<'a> {
     }
 }
 
-impl Tally<'_> {
+impl<'a> Tally<'a> {
+    /// Counts an allocation or free, by the stats of the memory profile.
+    fn heap_event(&mut self, event: &EventView<'a, '_>) {
+        let int = |key| match event.stats.get(key) {
+            Some(StatValue::Int(v)) => v.max(0) as u64,
+            _ => 0,
+        };
+        let heap = &mut self.report.heap;
+        heap.peak_bytes = heap.peak_bytes.max(int("peak_bytes_in_use"));
+        if event.name == MEMORY_DEALLOCATION {
+            heap.frees += 1;
+            return;
+        }
+        heap.allocations += 1;
+        let scope = match event.stats.get("tf_op") {
+            Some(StatValue::Str(name)) => name,
+            _ => "",
+        };
+        let entry = self.heap_scopes.entry(scope).or_default();
+        entry.0 += 1;
+        entry.1 += int("requested_bytes");
+    }
+
     fn finish(self) -> Report {
         let Tally {
             mut report,
             names,
             sites,
+            heap_scopes,
             ..
         } = self;
+        report.heap.by_scope = heap_scopes
+            .into_iter()
+            .map(|(name, (allocations, bytes))| ScopeAllocations {
+                name: name.to_owned(),
+                allocations,
+                bytes,
+            })
+            .collect();
+        (report.heap.by_scope)
+            .sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
         report.sites = (1..)
             .zip(sites)
             .filter(|(_, (all, _))| !all.is_empty())
@@ -245,6 +312,25 @@ impl Tally<'_> {
 
 fn ps_to_ns(ps: i64) -> u64 {
     (ps.max(0) / 1000) as u64
+}
+
+/// Bytes in a short binary unit.
+struct Bytes(u64);
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0 as f64;
+        let text = if b >= (1u64 << 30) as f64 {
+            format!("{:.2} GiB", b / (1u64 << 30) as f64)
+        } else if b >= (1 << 20) as f64 {
+            format!("{:.2} MiB", b / (1 << 20) as f64)
+        } else if b >= 1024.0 {
+            format!("{:.2} KiB", b / 1024.0)
+        } else {
+            format!("{} B", self.0)
+        };
+        f.pad(&text)
+    }
 }
 
 /// Nanoseconds in a short human unit.
@@ -320,6 +406,34 @@ impl fmt::Display for Report {
         }
         if self.sites.len() > self.shown() {
             writeln!(f, "... {} more", self.sites.len() - self.shown())?;
+        }
+        let heap = &self.heap;
+        if heap.allocations > 0 {
+            writeln!(
+                f,
+                "heap: peak {} in use; {} allocations, {} frees",
+                Bytes(heap.peak_bytes),
+                heap.allocations,
+                heap.frees
+            )?;
+            for scope in heap.by_scope.iter().take(self.shown().min(10)) {
+                let name = if scope.name.is_empty() {
+                    "(outside traced scopes)"
+                } else {
+                    &scope.name
+                };
+                let name: String = name
+                    .chars()
+                    .take(60)
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .collect();
+                writeln!(
+                    f,
+                    "  {name:<width$}  {:>9} allocations  {:>10}",
+                    scope.allocations,
+                    Bytes(scope.bytes)
+                )?;
+            }
         }
         Ok(())
     }

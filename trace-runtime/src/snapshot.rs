@@ -59,7 +59,8 @@ pub struct Snapshot {
 impl Snapshot {
     /// A snapshot of a session that started at `start_wall_ns` and lasted `duration_ns`.
     /// Threads are ordered by id, and each thread's events by start, the longer first on
-    /// ties (so parents precede children), as a stopped session orders them.
+    /// ties (so parents precede children), and its heap events by time, as a stopped session
+    /// orders them.
     pub fn new(
         start_wall_ns: u64,
         duration_ns: u64,
@@ -74,6 +75,7 @@ impl Snapshot {
                     thread
                         .events
                         .sort_by(|a, b| a.start_ns.cmp(&b.start_ns).then(b.end_ns.cmp(&a.end_ns)));
+                    thread.heap.sort_by_key(|h| h.time_ns);
                 }
             }
             Recording::CallGraph(trees) => trees.sort_by_key(|t| t.thread_id),

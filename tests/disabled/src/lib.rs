@@ -69,6 +69,12 @@ pub fn tracing_spans() -> tracing::Dispatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The traced allocator compiles and passes every call on.
+    #[global_allocator]
+    static HEAP: trace_runtime::TracedAllocator<std::alloc::System> =
+        trace_runtime::TracedAllocator::new(std::alloc::System).min_recorded_bytes(0);
+
     use std::future::Future;
     use trace_runtime::session::{self, SessionConfig};
 
@@ -97,8 +103,10 @@ mod tests {
         );
         assert!(!guards());
         tracing_spans();
+        std::hint::black_box(vec![0u8; 1 << 20]);
         let snapshot = session::stop().unwrap();
         assert_eq!(snapshot.event_count(), 0);
+        assert!(snapshot.threads().iter().all(|t| t.heap.is_empty()));
         assert_eq!(trace_runtime::callsites().count(), 0);
     }
 }

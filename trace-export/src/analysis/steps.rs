@@ -34,6 +34,15 @@ pub(crate) struct StepTime {
 }
 
 impl Steps {
+    /// The step whose window contains `time_ns`, by index.
+    pub(crate) fn at(&self, time_ns: u64) -> Option<usize> {
+        let i = self
+            .windows
+            .partition_point(|&(start, _)| start <= time_ns)
+            .checked_sub(1)?;
+        (time_ns <= self.windows[i].1).then_some(i)
+    }
+
     /// The steps, in time order.
     pub(crate) fn times(&self) -> impl Iterator<Item = StepTime> + '_ {
         self.windows

@@ -4,10 +4,13 @@
 //! A thread whose events nest, the usual case, becomes one line that is the thread's own
 //! event list; the rules of nesting and of steps are `analysis`'s.
 
-use trace_runtime::snapshot::{Event, Snapshot, ThreadRecord};
+use trace_runtime::snapshot::{Event, HeapEventKind, Snapshot, ThreadRecord};
 
 use super::read::{Added, EventView, LineView, Stats, Visitor};
-use super::schema::{line_id, ns_to_ps, HOST_PLANE, PS_PER_NS, SELF_SUFFIX};
+use super::schema::{
+    line_id, ns_to_ps, HOST_PLANE, MEMORY_ALLOCATION, MEMORY_DEALLOCATION, PS_PER_NS, SELF_SUFFIX,
+};
+use crate::analysis::heap::{HeapProfile, HeapSample};
 use crate::analysis::nesting::{nest_into_lines, nests_on_one_line};
 use crate::analysis::steps::{find_steps, step_links, StepTime, Steps};
 
@@ -34,6 +37,8 @@ pub struct Layout<'a> {
     pub(super) host: String,
     lines: Vec<LinePlan<'a>>,
     steps: Steps,
+    /// The allocations and frees, on their threads' first lines.
+    heap: HeapProfile,
     pub(super) warnings: Vec<String>,
 }
 
@@ -60,6 +65,9 @@ struct LinePlan<'a> {
     picked: Option<Vec<usize>>,
     /// `(position in the line, step index)` of the events linked to a step, by position.
     links: Vec<(usize, usize)>,
+    /// The thread (its index in the snapshot) whose heap events this line holds: a thread's
+    /// first line holds them.
+    heap_of: Option<usize>,
 }
 
 impl<'a> LinePlan<'a> {
@@ -70,6 +78,7 @@ impl<'a> LinePlan<'a> {
             events,
             picked,
             links: Vec::new(),
+            heap_of: None,
         }
     }
 
@@ -104,8 +113,23 @@ impl<'a> Layout<'a> {
     /// Plans the profile of `snapshot` for the host named `host`.
     pub fn new(snapshot: &'a Snapshot, host: &str) -> Layout<'a> {
         let mut lines = Vec::new();
-        for thread in snapshot.threads() {
+        let heap = HeapProfile::new(snapshot);
+        for (index, thread) in snapshot.threads().iter().enumerate() {
+            let first = lines.len();
             plan_thread(thread, &mut lines);
+            if !heap.threads[index].is_empty() {
+                if lines.len() == first {
+                    // A thread that only allocated.
+                    let id = line_id(thread.thread_id, 0);
+                    lines.push(LinePlan::new(
+                        id,
+                        thread.name.clone(),
+                        &[],
+                        Some(Vec::new()),
+                    ));
+                }
+                lines[first].heap_of = Some(index);
+            }
         }
         let steps = find_steps(lines.iter().map(LinePlan::iter));
         for (index, line) in lines.iter_mut().enumerate() {
@@ -119,7 +143,8 @@ impl<'a> Layout<'a> {
             host: host.to_owned(),
             lines,
             steps,
-            warnings: warnings(snapshot),
+            warnings: warnings(snapshot, &heap),
+            heap,
         }
     }
 
@@ -157,20 +182,70 @@ impl<'a> Layout<'a> {
             } else {
                 &[]
             };
-            visit_line(line, markers, visitor);
+            let heap = HeapEvents {
+                samples: line.heap_of.map_or(&[], |t| &self.heap.threads[t][..]),
+                // Off the markers' line, each is linked to its step by time.
+                steps: (index != self.steps.line).then_some(&self.steps),
+            };
+            visit_line(line, markers, heap, visitor);
             visitor.line_end();
         }
     }
 }
 
-/// Visits the events of one line; `markers` are the positions of its step markers.
+/// The heap events of a line, and the steps to link them to.
+struct HeapEvents<'s> {
+    samples: &'s [HeapSample],
+    steps: Option<&'s Steps>,
+}
+
+impl<'s> HeapEvents<'s> {
+    /// Visits the heap events before `until_ns` (all with `None`), in time order. At equal
+    /// times they follow the line's events: zero-length events come after longer ones.
+    #[inline]
+    fn visit_before<V: Visitor<'s>>(&mut self, until_ns: Option<u64>, visitor: &mut V) {
+        let due = match until_ns {
+            None => self.samples.len(),
+            Some(t) => self.samples.partition_point(|s| s.time_ns < t),
+        };
+        let (now, later) = self.samples.split_at(due);
+        self.samples = later;
+        for sample in now {
+            let link = self.steps.and_then(|steps| steps.at(sample.time_ns));
+            visitor.event(&EventView {
+                name: match sample.kind {
+                    HeapEventKind::Allocation => MEMORY_ALLOCATION,
+                    HeapEventKind::Deallocation => MEMORY_DEALLOCATION,
+                },
+                suffix: "",
+                offset_ps: ns_to_ps(sample.time_ns),
+                duration_ps: 0,
+                stats: Stats::Heap {
+                    sample,
+                    link: link.map(step_link_id),
+                },
+            });
+        }
+    }
+}
+
+/// Visits the events of one line; `markers` are the positions of its step markers. The
+/// heap events go in among them by time.
 #[inline]
-fn visit_line<'s, V: Visitor<'s>>(line: &'s LinePlan<'_>, markers: &[usize], visitor: &mut V) {
+fn visit_line<'s, V: Visitor<'s>>(
+    line: &'s LinePlan<'_>,
+    markers: &[usize],
+    mut heap: HeapEvents<'s>,
+    visitor: &mut V,
+) {
     let mut events = line.iter().peekable();
     let mut markers = markers.iter().enumerate().peekable();
     let mut links = line.links.iter().peekable();
     let mut position = 0;
     while let Some(event) = events.next() {
+        if !heap.samples.is_empty() {
+            heap.visit_before(Some(event.start_ns), visitor);
+        }
         let offset_ps = ns_to_ps(event.start_ns);
         let duration_ps = ns_to_ps(event.end_ns.saturating_sub(event.start_ns));
         // Markers and links are sorted by position: each is the next one or not there.
@@ -211,6 +286,7 @@ fn visit_line<'s, V: Visitor<'s>>(line: &'s LinePlan<'_>, markers: &[usize], vis
         }
         position += 1;
     }
+    heap.visit_before(None, visitor);
 }
 
 /// Adds the lines of one thread: its synchronous events, on as many lines as they need to
@@ -247,8 +323,16 @@ pub(super) fn step_link_id(step_index: usize) -> i64 {
     step_index as i64 + 1
 }
 
-fn warnings(snapshot: &Snapshot) -> Vec<String> {
+fn warnings(snapshot: &Snapshot, heap: &HeapProfile) -> Vec<String> {
     let mut warnings = Vec::new();
+    let (small, small_bytes) = heap.unrecorded;
+    if small > 0 {
+        warnings.push(format!(
+            "heap: {small} allocations ({small_bytes} bytes in all) were smaller than the \
+             traced allocator records and are not in the memory profile; lower \
+             TracedAllocator::min_recorded_bytes to see them"
+        ));
+    }
     for thread in snapshot.threads() {
         if thread.dropped > 0 {
             warnings.push(format!(

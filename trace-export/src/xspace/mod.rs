@@ -45,7 +45,11 @@ use crate::proto::xplane::XSpace;
 
 pub use layout::Layout;
 pub(crate) use read::{EventView, Interner, LineView, StatValue, Visitor};
-pub use schema::{thread_of_line, HOST_PLANE, SYNTHETIC_STAT, TASK_ENVIRONMENT_PLANE};
+pub(crate) use schema::is_heap_event;
+pub use schema::{
+    thread_of_line, HOST_PLANE, MEMORY_ALLOCATION, MEMORY_DEALLOCATION, SYNTHETIC_STAT,
+    TASK_ENVIRONMENT_PLANE,
+};
 
 /// Builds the profile of one host as a message: exactly what [`encode`] writes, decoded.
 ///

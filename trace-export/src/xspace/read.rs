@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use ahash::AHashMap;
 use trace_runtime::Value;
 
-use super::schema::{HOST_PLANE, STEP_LINK_TYPE, SYNTHETIC_STAT};
+use super::schema::{HEAP_ALLOCATOR, HOST_PLANE, STEP_LINK_TYPE, SYNTHETIC_STAT};
+use crate::analysis::heap::HeapSample;
 use crate::proto::xplane::{x_event, x_stat, XEvent, XPlane, XSpace, XStat};
 
 /// Receives a profile's host planes in order: each plane, then each of its lines, then each
@@ -65,6 +66,12 @@ pub(crate) enum Stats<'s, 'v> {
         metadata: &'s [(&'static str, Value<'static>)],
         added: Added,
     },
+    /// An allocation or free of the memory profile, and its step link (`_ct/_c`) when it
+    /// is on another line than the step markers'.
+    Heap {
+        sample: &'v HeapSample,
+        link: Option<i64>,
+    },
     /// Stats decoded from a file, named through their plane's metadata.
     Decoded {
         stats: &'s [XStat],
@@ -110,6 +117,7 @@ impl<'s, 'v> Stats<'s, 'v> {
     pub(crate) fn is_empty(self) -> bool {
         match self {
             Stats::Recorded { metadata, added } => metadata.is_empty() && added == Added::None,
+            Stats::Heap { .. } => false,
             Stats::Decoded { stats, .. } => stats.is_empty(),
         }
     }
@@ -151,12 +159,44 @@ impl<'s> Iterator for StatIter<'s, '_> {
                     Some((key, StatValue::Int(added.value(i))))
                 }
             },
+            Stats::Heap { sample, link } => heap_stat(sample, link, i),
             Stats::Decoded { stats, plane } => {
                 let stat = stats.get(i)?;
                 Some((plane.stat_name(stat), plane.stat_value(stat)))
             }
         }
     }
+}
+
+/// The `index`-th stat of a heap event: what xprof's memory profile reads, all integers as
+/// int64 (it reads no other), then the step link.
+fn heap_stat<'s>(
+    sample: &HeapSample,
+    link: Option<i64>,
+    index: usize,
+) -> Option<(&'s str, StatValue<'s>)> {
+    let int = |v: u64| StatValue::Int(i64::try_from(v).unwrap_or(i64::MAX));
+    let stat = match index {
+        0 => ("allocator_name", StatValue::Str(HEAP_ALLOCATOR)),
+        1 => ("bytes_allocated", int(sample.in_use)),
+        2 => ("peak_bytes_in_use", int(sample.peak)),
+        3 => ("requested_bytes", int(sample.bytes)),
+        4 => ("allocation_bytes", int(sample.bytes)),
+        5 => ("addr", int(sample.addr)),
+        6 => match sample.scope {
+            Some(scope) => ("tf_op", StatValue::Str(scope)),
+            None => return heap_link(link, 0),
+        },
+        _ => return heap_link(link, index - 6 - usize::from(sample.scope.is_some())),
+    };
+    Some(stat)
+}
+
+/// The `index`-th stat of a heap event's step link, if it has one.
+fn heap_link<'s>(link: Option<i64>, index: usize) -> Option<(&'s str, StatValue<'s>)> {
+    let link = Added::Link(link?);
+    let key = link.stats().get(index)?;
+    Some((key, StatValue::Int(link.value(index))))
 }
 
 /// A stat's value.

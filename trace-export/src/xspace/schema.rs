@@ -7,6 +7,18 @@ pub const TASK_ENVIRONMENT_PLANE: &str = "Task Environment";
 /// The stat that marks events the exporter added (a step marker's own time).
 pub const SYNTHETIC_STAT: &str = "synthetic";
 
+/// The names of the events of the memory profile (TensorFlow's allocators' own).
+pub const MEMORY_ALLOCATION: &str = "MemoryAllocation";
+/// See [`MEMORY_ALLOCATION`].
+pub const MEMORY_DEALLOCATION: &str = "MemoryDeallocation";
+/// The allocator the memory profile names (its `memory_id`).
+pub(crate) const HEAP_ALLOCATOR: &str = "heap";
+
+/// True for the events of the memory profile: an allocation or a free, of no duration.
+pub(crate) fn is_heap_event(name: &str, duration_ps: i64) -> bool {
+    duration_ps == 0 && (name == MEMORY_ALLOCATION || name == MEMORY_DEALLOCATION)
+}
+
 /// What the name of the event standing for a step marker's own time adds to the marker's
 /// name. The `/` keeps xprof from taking it for a step marker itself.
 pub(crate) const SELF_SUFFIX: &str = "/self";

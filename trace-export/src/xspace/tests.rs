@@ -29,6 +29,7 @@ use crate::proto::xplane::{
 };
 use crate::report::Report;
 
+mod heap;
 mod model;
 
 use model::Json;
