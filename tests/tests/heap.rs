@@ -259,8 +259,8 @@ fn spike(step: i64) {
     }
 }
 
-/// What xprof's own converter makes of a profile's memory: the `memory_profile` tool's JSON,
-/// summed up by a script run in the oracle's venv.
+/// What xprof's own converter makes of a profile's memory: the `memory_profile` tool's JSON
+/// and the trace viewer's heap counter track, summed up by a script run in the oracle's venv.
 fn xprof_memory_profile(python: &std::path::Path, xplane: &std::path::Path) -> serde_json::Value {
     const SCRIPT: &str = r#"
 import json, sys
@@ -268,7 +268,10 @@ from xprof.convert import raw_to_tool_data as r2t
 data, _ = r2t.xspace_to_tool_data([sys.argv[1]], "memory_profile", {"use_saved_result": False})
 profile = json.loads(data)["memoryProfilePerAllocator"]["heap"]
 timeline = profile["sampledTimelineSnapshots"]
+trace, _ = r2t.xspace_to_tool_data([sys.argv[1]], "trace_viewer@", {"use_saved_result": False})
+counters = [e for e in json.loads(trace)["traceEvents"] if e.get("ph") == "C" and e["name"] == "heap in use"]
 print(json.dumps({
+    "counter_peak": max(v for c in counters for _, v in c["entries"]),
     "peak": int(profile["profileSummary"]["peakStats"]["peakBytesInUse"]),
     "steps_in_time_order": [int(s["activityMetadata"]["stepId"])
         for s in sorted(timeline, key=lambda s: int(s["timeOffsetPs"]))],
@@ -331,6 +334,8 @@ fn xprofs_memory_profile_shows_the_heap_per_step() {
     let xprof = xprof_memory_profile(&python, &written.xplane);
     let xprof_peak = xprof["peak"].as_u64().unwrap();
     assert_eq!(xprof_peak, report.heap.peak_bytes, "{xprof}");
+    // The trace viewer draws heap in use as a counter track that reaches the same peak.
+    assert_eq!(xprof["counter_peak"].as_u64(), Some(xprof_peak), "{xprof}");
     // The timeline runs through every step, in step order.
     let mut steps: Vec<u64> = serde_json::from_value(xprof["steps_in_time_order"].clone()).unwrap();
     assert!(steps.is_sorted(), "{xprof}");

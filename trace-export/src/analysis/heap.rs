@@ -32,6 +32,8 @@ pub(crate) struct HeapSample {
 pub(crate) struct HeapProfile {
     /// Per thread of the snapshot, in the same order: its samples in time order.
     pub(crate) threads: Vec<Vec<HeapSample>>,
+    /// Heap in use after each sample of every thread, in time order: `(time, bytes)`.
+    pub(crate) in_use: Vec<(u64, u64)>,
     /// Frees of blocks allocated before the session, left out.
     pub(crate) frees_of_older_blocks: u64,
     /// Allocations counted but not recorded (below the allocator's threshold): count, bytes.
@@ -90,6 +92,7 @@ impl HeapProfile {
                     }
                 },
             };
+            profile.in_use.push((event.time_ns, in_use));
             profile.threads[t as usize].push(HeapSample {
                 time_ns: event.time_ns,
                 kind: event.kind,

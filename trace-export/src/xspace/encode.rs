@@ -416,6 +416,10 @@ impl<'s> Visitor<'s> for Write<'s> {
         }
     }
 
+    fn wants_counters(&self) -> bool {
+        true
+    }
+
     fn line_end(&mut self) {
         let (field, duration_ps, display_id, display_name) =
             self.line.take().expect("a line is open");

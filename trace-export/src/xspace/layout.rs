@@ -8,7 +8,8 @@ use trace_runtime::snapshot::{Event, HeapEventKind, Snapshot, ThreadRecord};
 
 use super::read::{Added, EventView, LineView, Stats, Visitor};
 use super::schema::{
-    line_id, ns_to_ps, HOST_PLANE, MEMORY_ALLOCATION, MEMORY_DEALLOCATION, PS_PER_NS, SELF_SUFFIX,
+    line_id, ns_to_ps, COUNTERS_LINE, COUNTERS_LINE_ID, HEAP_COUNTER, HEAP_COUNTER_STAT,
+    HOST_PLANE, MEMORY_ALLOCATION, MEMORY_DEALLOCATION, PS_PER_NS, SELF_SUFFIX,
 };
 use crate::analysis::heap::{HeapProfile, HeapSample};
 use crate::analysis::nesting::{nest_into_lines, nests_on_one_line};
@@ -188,6 +189,29 @@ impl<'a> Layout<'a> {
                 steps: (index != self.steps.line).then_some(&self.steps),
             };
             visit_line(line, markers, heap, visitor);
+            visitor.line_end();
+        }
+        if !self.heap.in_use.is_empty() && visitor.wants_counters() {
+            visitor.line(&LineView {
+                id: COUNTERS_LINE_ID,
+                display_id: COUNTERS_LINE_ID,
+                name: COUNTERS_LINE,
+                display_name: "",
+                timestamp_ns: 0,
+                duration_ps,
+            });
+            for &(time_ns, in_use) in &self.heap.in_use {
+                visitor.event(&EventView {
+                    name: HEAP_COUNTER,
+                    suffix: "",
+                    offset_ps: ns_to_ps(time_ns),
+                    duration_ps: 0,
+                    stats: Stats::Counter {
+                        name: HEAP_COUNTER_STAT,
+                        value: i64::try_from(in_use).unwrap_or(i64::MAX),
+                    },
+                });
+            }
             visitor.line_end();
         }
     }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use ahash::AHashMap;
 use trace_runtime::Value;
 
-use super::schema::{HEAP_ALLOCATOR, HOST_PLANE, STEP_LINK_TYPE, SYNTHETIC_STAT};
+use super::schema::{COUNTERS_LINE, HEAP_ALLOCATOR, HOST_PLANE, STEP_LINK_TYPE, SYNTHETIC_STAT};
 use crate::analysis::heap::HeapSample;
 use crate::proto::xplane::{x_event, x_stat, XEvent, XPlane, XSpace, XStat};
 
@@ -23,6 +23,11 @@ pub(crate) trait Visitor<'s> {
     fn event(&mut self, event: &EventView<'s, '_>);
     /// The current line ends.
     fn line_end(&mut self) {}
+    /// True to be shown the counter line (`_counters_`), which holds no thread's events:
+    /// the trace viewer draws it as counter tracks. Other readers skip it.
+    fn wants_counters(&self) -> bool {
+        false
+    }
 }
 
 /// A line's own fields.
@@ -72,6 +77,8 @@ pub(crate) enum Stats<'s, 'v> {
         sample: &'v HeapSample,
         link: Option<i64>,
     },
+    /// A sample of a counter line: one int64, under `name`.
+    Counter { name: &'static str, value: i64 },
     /// Stats decoded from a file, named through their plane's metadata.
     Decoded {
         stats: &'s [XStat],
@@ -117,7 +124,7 @@ impl<'s, 'v> Stats<'s, 'v> {
     pub(crate) fn is_empty(self) -> bool {
         match self {
             Stats::Recorded { metadata, added } => metadata.is_empty() && added == Added::None,
-            Stats::Heap { .. } => false,
+            Stats::Heap { .. } | Stats::Counter { .. } => false,
             Stats::Decoded { stats, .. } => stats.is_empty(),
         }
     }
@@ -160,6 +167,7 @@ impl<'s> Iterator for StatIter<'s, '_> {
                 }
             },
             Stats::Heap { sample, link } => heap_stat(sample, link, i),
+            Stats::Counter { name, value } => (i == 0).then_some((name, StatValue::Int(value))),
             Stats::Decoded { stats, plane } => {
                 let stat = stats.get(i)?;
                 Some((plane.stat_name(stat), plane.stat_value(stat)))
@@ -251,7 +259,11 @@ pub(super) fn line_ids(space: &XSpace) -> impl Iterator<Item = (usize, i64)> + '
         .iter()
         .filter(|p| p.name == HOST_PLANE)
         .enumerate()
-        .flat_map(|(index, plane)| plane.lines.iter().map(move |line| (index, line.id)))
+        .flat_map(|(index, plane)| {
+            (plane.lines.iter())
+                .filter(|line| line.name != COUNTERS_LINE)
+                .map(move |line| (index, line.id))
+        })
 }
 
 /// Visits the host planes of a decoded space.
@@ -260,6 +272,9 @@ pub(super) fn visit_space<'s, V: Visitor<'s>>(space: &'s XSpace, visitor: &mut V
         let view = PlaneView::new(plane);
         visitor.plane(&plane.name);
         for line in &plane.lines {
+            if line.name == COUNTERS_LINE && !visitor.wants_counters() {
+                continue;
+            }
             visitor.line(&LineView {
                 id: line.id,
                 display_id: line.display_id,

@@ -14,6 +14,15 @@ pub const MEMORY_DEALLOCATION: &str = "MemoryDeallocation";
 /// The allocator the memory profile names (its `memory_id`).
 pub(crate) const HEAP_ALLOCATOR: &str = "heap";
 
+/// The line the trace viewer draws as counter tracks: one per event name, of the events'
+/// numeric stat.
+pub(crate) const COUNTERS_LINE: &str = "_counters_";
+/// Its line id: no thread's (thread lines are numbered from 1).
+pub(crate) const COUNTERS_LINE_ID: i64 = 0;
+/// The counter of heap in use, and its one stat.
+pub(crate) const HEAP_COUNTER: &str = "heap in use";
+pub(crate) const HEAP_COUNTER_STAT: &str = "bytes";
+
 /// True for the events of the memory profile: an allocation or a free, of no duration.
 pub(crate) fn is_heap_event(name: &str, duration_ps: i64) -> bool {
     duration_ps == 0 && (name == MEMORY_ALLOCATION || name == MEMORY_DEALLOCATION)

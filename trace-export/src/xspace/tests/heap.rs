@@ -157,6 +157,18 @@ fn heap_events_go_on_their_threads_lines_in_order_with_int64_stats() {
     );
     let addr = &heap[0].2["addr"];
     assert_eq!(addr, &0x10.to_string());
+    // The trace viewer's counter track: heap in use over all threads, in time order.
+    let counters = plane.lines.iter().find(|l| l.name == "_counters_").unwrap();
+    let track: Vec<(String, String)> = counters
+        .events
+        .iter()
+        .map(|e| (name(e), stats_of(plane, e)["bytes"].clone()))
+        .collect();
+    let expected = ["4096", "5120", "1024", "9216", "8192"];
+    assert_eq!(
+        track,
+        expected.map(|b| ("heap in use".to_owned(), b.to_owned()))
+    );
 }
 
 #[test]
