@@ -112,6 +112,7 @@ fn a_realloc_is_a_free_and_an_allocation() {
         after = block.as_ptr() as usize;
         black_box(&block);
         std::mem::forget(block);
+        trace!("names the thread", {});
     });
     assert_ne!(before, after, "a 64 MiB growth moves the block");
     let main = this_thread(&snapshot);
@@ -140,7 +141,10 @@ fn nothing_is_recorded_outside_a_session_or_in_a_graph_only_one() {
     // allocation is not (the exporter leaves such frees out of heap in use).
     let early = black_box(vec![0u8; MIB]);
     let addr = early.as_ptr() as usize;
-    let snapshot = record(|| drop(early));
+    let snapshot = record(|| {
+        drop(early);
+        trace!("names the thread", {});
+    });
     assert_eq!(
         at(this_thread(&snapshot), addr),
         [(HeapEventKind::Deallocation, MIB as u64)]
@@ -181,6 +185,36 @@ fn a_threads_first_record_may_be_an_allocation() {
         assert_eq!(big[1].kind, HeapEventKind::Deallocation);
         assert_eq!(big[0].addr, big[1].addr);
     }
+}
+
+/// A thread whose first record is an allocation is named by the operating system's name of
+/// the thread (std's cannot be asked for from inside the allocator), which Linux cuts at 15
+/// bytes; its first scope then gives it its full name.
+#[test]
+fn a_thread_that_allocates_first_is_named_by_its_first_scope() {
+    let _l = session_lock();
+    const LONG: &str = "a-thread-with-a-long-name";
+    let run = |scope: bool| {
+        std::thread::Builder::new()
+            .name(LONG.into())
+            .spawn(move || {
+                black_box(vec![0u8; MIB]);
+                if scope {
+                    trace!("scope", {});
+                }
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    };
+    let snapshot = record(|| run(false));
+    let names: Vec<&str> = snapshot.threads().iter().map(|t| t.name.as_str()).collect();
+    if cfg!(target_os = "linux") {
+        assert!(names.contains(&&LONG[..15]), "{names:?}");
+    }
+    let snapshot = record(|| run(true));
+    let names: Vec<&str> = snapshot.threads().iter().map(|t| t.name.as_str()).collect();
+    assert!(names.contains(&LONG), "{names:?}");
 }
 
 /// Threads allocate and free without pause while sessions start and stop: every session's
@@ -345,4 +379,46 @@ fn xprofs_memory_profile_shows_the_heap_per_step() {
     let ops: Vec<String> = serde_json::from_value(xprof["peak_ops"].clone()).unwrap();
     assert!(ops.contains(&"heap::spike".to_owned()), "{xprof}");
     assert!(ops.contains(&"heap::grow".to_owned()), "{xprof}");
+}
+
+thread_local! {
+    static KEPT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A thread-local freed as its thread exits: the thread's first record in the session comes
+/// from a destructor, while std is tearing the thread down. Asking std for the thread's
+/// handle there would panic inside the allocator; the free is recorded under the thread's
+/// OS name instead (or counted as lost if the recorder's own locals are gone already).
+#[test]
+fn a_free_while_the_thread_exits_is_recorded_safely() {
+    let _l = session_lock();
+    let (exit, wait) = std::sync::mpsc::channel::<()>();
+    let (ready, allocated) = std::sync::mpsc::channel::<usize>();
+    let thread = std::thread::Builder::new()
+        .name("tls-teardown".into())
+        .spawn(move || {
+            KEPT.with(|kept| *kept.borrow_mut() = vec![3u8; 2 * MIB]);
+            ready
+                .send(KEPT.with(|kept| kept.borrow().as_ptr() as usize))
+                .unwrap();
+            wait.recv().unwrap();
+        })
+        .unwrap();
+    let addr = allocated.recv().unwrap();
+    let snapshot = record(|| {
+        exit.send(()).unwrap();
+        thread.join().unwrap();
+    });
+    let recorded = snapshot
+        .threads()
+        .iter()
+        .find(|t| t.name == "tls-teardown")
+        .map(|t| at(t, addr));
+    match recorded {
+        Some(events) => assert_eq!(events, [(HeapEventKind::Deallocation, 2 * MIB as u64)]),
+        None => assert!(
+            snapshot.dropped() > 0,
+            "the free was neither recorded nor counted"
+        ),
+    }
 }

@@ -59,12 +59,20 @@ pub(crate) const MAX_CHUNK: usize = 2 << 20;
 #[cfg(not(loom))]
 const PAGE: usize = 4096;
 
+/// A bit of [`ThreadBuffer::epoch`]: the buffer was attached from inside the global allocator,
+/// where std's thread handle cannot be asked for the thread's name, so its name is the
+/// operating system's (cut at 15 bytes on Linux). The epoch no longer matches the session's
+/// for a scope's record, whose slow path then names the thread properly, once.
+pub(crate) const NAMELESS: u64 = 1 << 63;
+
 /// One thread's records for one session, shared by the thread (which appends) and the session
 /// (which reads after it stops).
 pub(crate) struct ThreadBuffer {
-    pub(crate) epoch: u64,
+    /// The session it records for, with [`NAMELESS`] while the thread's name is provisional.
+    /// Changed by the owner thread only.
+    epoch: std::sync::atomic::AtomicU64,
     pub(crate) thread_id: u64,
-    pub(crate) thread_name: String,
+    thread_name: std::sync::Mutex<String>,
     words: Words,
     /// Words published, shifted left by one, with [`WRITING`] in the low bit; written by the
     /// owner thread only.
@@ -91,9 +99,9 @@ impl ThreadBuffer {
         thread_name: String,
     ) -> Option<ThreadBuffer> {
         Some(ThreadBuffer {
-            epoch,
+            epoch: epoch.into(),
             thread_id,
-            thread_name,
+            thread_name: thread_name.into(),
             words: zeroed_words(capacity_words)?,
             state: buffer_atomic::AtomicUsize::new(0),
             ready: AtomicUsize::new(0),
@@ -109,6 +117,30 @@ impl ThreadBuffer {
     pub(crate) fn with_chunks(mut self, first: usize, max: usize) -> ThreadBuffer {
         self.chunks = (first, max);
         self
+    }
+
+    /// The session it records for, with [`NAMELESS`] set while its name is provisional.
+    #[inline(always)]
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
+    }
+
+    /// The thread's name.
+    pub(crate) fn thread_name(&self) -> String {
+        let name = self.thread_name.lock();
+        name.unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Gives a buffer attached with a provisional name its thread's name (by the owner).
+    pub(crate) fn name_thread(&self, name: String) {
+        *self.thread_name.lock().unwrap_or_else(|p| p.into_inner()) = name;
+        self.epoch.fetch_and(!NAMELESS, Ordering::Relaxed);
+    }
+
+    /// Marks the name as provisional (see [`NAMELESS`]).
+    pub(crate) fn mark_nameless(&mut self) {
+        *self.epoch.get_mut() |= NAMELESS;
     }
 
     /// Reads the clock and appends the event that ends now, with the buffer marked from
@@ -234,7 +266,8 @@ impl ThreadBuffer {
     /// i.e. the earlier session has finished reading it.
     /// Its populated pages stay populated.
     pub(crate) fn reset(&mut self, epoch: u64) {
-        self.epoch = epoch;
+        let nameless = *self.epoch.get_mut() & NAMELESS;
+        *self.epoch.get_mut() = epoch | nameless;
         self.state = buffer_atomic::AtomicUsize::new(0);
         self.dropped = buffer_atomic::AtomicU64::new(0);
         self.heap_unrecorded = Default::default();

@@ -129,12 +129,48 @@ pub(crate) fn thread_id() -> u64 {
         .unwrap_or(0)
 }
 
+/// Who asks for a thread's buffer: the name it gets depends on it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Caller {
+    /// A scope's record: std's thread handle names the thread.
+    Scope,
+    /// A traced allocator. It must not ask std for the thread's handle, which allocates on
+    /// its first use and panics once the thread's locals are destroyed, both fatal inside a
+    /// global allocator: the operating system's name of the thread is read instead.
+    Allocator,
+}
+
 /// This thread's name, or `thread-<id>`.
-pub(crate) fn thread_name(id: u64) -> String {
-    match std::thread::current().name() {
-        Some(name) => name.to_owned(),
-        None => format!("thread-{id}"),
-    }
+pub(crate) fn thread_name(id: u64, caller: Caller) -> String {
+    let name = match caller {
+        Caller::Scope => std::thread::current().name().map(str::to_owned),
+        Caller::Allocator => os_thread_name(),
+    };
+    name.unwrap_or_else(|| format!("thread-{id}"))
+}
+
+/// The calling thread's name as the operating system keeps it (on Linux, its first 15
+/// bytes, as std sets it for threads it names). Reads it without allocating on the way.
+#[cfg(target_os = "linux")]
+fn os_thread_name() -> Option<String> {
+    let mut name = [0u8; 16];
+    // SAFETY: the buffer is 16 bytes, as PR_GET_NAME writes at most (NUL included).
+    let done = unsafe {
+        libc::prctl(
+            libc::PR_GET_NAME,
+            name.as_mut_ptr() as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    (done == 0 && len > 0).then(|| String::from_utf8_lossy(&name[..len]).into_owned())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn os_thread_name() -> Option<String> {
+    None
 }
 
 /// Called by a thread's first record in a session: its buffer, registered with the session.
@@ -144,6 +180,7 @@ pub(crate) fn thread_name(id: u64) -> String {
 pub(crate) fn attach_thread(
     epoch: u64,
     spare: Option<Arc<ThreadBuffer>>,
+    caller: Caller,
 ) -> Result<Arc<ThreadBuffer>, Option<Arc<ThreadBuffer>>> {
     let mut state = lock();
     let Some(active) = state
@@ -164,12 +201,16 @@ pub(crate) fn attach_thread(
         Some(buffer) => buffer,
         None => {
             let id = thread_id();
-            let fresh = ThreadBuffer::new(epoch, active.capacity_words, id, thread_name(id));
-            let Some(fresh) = fresh else {
+            let fresh =
+                ThreadBuffer::new(epoch, active.capacity_words, id, thread_name(id, caller));
+            let Some(mut fresh) = fresh else {
                 // Out of memory: the event is lost, and counted.
                 count_lost(1);
                 return Err(None);
             };
+            if caller == Caller::Allocator {
+                fresh.mark_nameless();
+            }
             Arc::new(fresh)
         }
     };
@@ -188,7 +229,7 @@ pub(crate) fn attach_call_tree(epoch: u64) -> Option<Arc<ThreadTree>> {
     let tree = Arc::new(ThreadTree {
         epoch,
         thread_id: id,
-        thread_name: thread_name(id),
+        thread_name: thread_name(id, Caller::Scope),
         state: Mutex::new(LiveTree {
             fold: CallTree::new(active.start.ticks),
             sealed: false,

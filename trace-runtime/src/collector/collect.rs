@@ -101,7 +101,7 @@ pub(crate) fn snapshot(active: Registry, stop_ticks: u64, calibration: &Calibrat
             events.shrink_to_fit();
             ThreadRecord {
                 thread_id: buffer.thread_id,
-                name: buffer.thread_name.clone(),
+                name: buffer.thread_name(),
                 events,
                 dropped: buffer.dropped(),
                 heap,

@@ -12,12 +12,12 @@ use std::ptr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::buffer::ThreadBuffer;
+use crate::buffer::{ThreadBuffer, NAMELESS};
 use crate::clock;
 use crate::record::{
     arg_record, heap_word, named_record, short_arg_record, short_named_word, SLOT,
 };
-use crate::registry::{self, Inside};
+use crate::registry::{self, Caller, Inside};
 use crate::switch::{EPOCH, GRAPH_ONLY, IN_FLIGHT};
 use crate::value::Value;
 
@@ -52,7 +52,7 @@ fn current_buffer() -> Option<&'static ThreadBuffer> {
 #[inline(always)]
 pub(crate) fn record_site_event(w0: u64, start: u64) {
     if let Some(buffer) = current_buffer() {
-        if buffer.epoch == EPOCH.load(Ordering::Relaxed) {
+        if buffer.epoch() == EPOCH.load(Ordering::Relaxed) {
             buffer.push_event_ending_now(w0, start);
             return;
         }
@@ -91,7 +91,7 @@ fn epoch_then_clock() -> (u64, u64) {
 fn record_event_slow(w0: u64, start: u64) {
     let _in_flight = InFlight::begin();
     let (epoch, end) = epoch_then_clock();
-    record_slow(epoch, &[w0, start, end], &[]);
+    record_slow(epoch, &[w0, start, end], &[], Caller::Scope);
 }
 
 /// Records an event that ends now, whose name is a run-time `&'static str`.
@@ -108,7 +108,7 @@ pub(crate) fn record_named_event(name: &'static str, start: u64) {
 fn record_long_named_event(name: &'static str, start: u64) {
     let _in_flight = InFlight::begin();
     let (epoch, end) = epoch_then_clock();
-    record_slow(epoch, &named_record(name, start, end), &[]);
+    record_slow(epoch, &named_record(name, start, end), &[], Caller::Scope);
 }
 
 /// Records one metadata entry for the event identified by (`owner_ident`, `owner_start`), or
@@ -137,7 +137,7 @@ pub(crate) fn record_arg(
 #[inline(always)]
 fn push_short_record(slot: &[u64; SLOT]) {
     if let Some(buffer) = current_buffer() {
-        if buffer.epoch == EPOCH.load(Ordering::Relaxed) && buffer.try_push_record(slot, &[]) {
+        if buffer.epoch() == EPOCH.load(Ordering::Relaxed) && buffer.try_push_record(slot, &[]) {
             return;
         }
     }
@@ -146,7 +146,8 @@ fn push_short_record(slot: &[u64; SLOT]) {
 
 fn push_record(header: &[u64; 6], bytes: &[u8]) {
     if let Some(buffer) = current_buffer() {
-        if buffer.epoch == EPOCH.load(Ordering::Relaxed) && buffer.try_push_record(header, bytes) {
+        if buffer.epoch() == EPOCH.load(Ordering::Relaxed) && buffer.try_push_record(header, bytes)
+        {
             return;
         }
     }
@@ -157,7 +158,7 @@ fn push_record(header: &[u64; 6], bytes: &[u8]) {
 #[inline(never)]
 fn record_arg_slow(header: &[u64], bytes: &[u8]) {
     let _in_flight = InFlight::begin();
-    record_slow(EPOCH.load(Ordering::SeqCst), header, bytes);
+    record_slow(EPOCH.load(Ordering::SeqCst), header, bytes, Caller::Scope);
 }
 
 /// Records a heap block allocated (after the allocator returned it) or freed (before it is
@@ -173,7 +174,8 @@ pub(crate) fn record_heap(addr: usize, bytes: usize, free: bool, min_bytes: usiz
     if GRAPH_ONLY.load(Ordering::Relaxed) || registry::inside() {
         return;
     }
-    let buffer = current_buffer().filter(|b| b.epoch == EPOCH.load(Ordering::Relaxed));
+    let buffer =
+        current_buffer().filter(|b| b.epoch() & !NAMELESS == EPOCH.load(Ordering::Relaxed));
     if bytes < min_bytes {
         if let (Some(buffer), false) = (buffer, free) {
             buffer.count_unrecorded_allocation(bytes);
@@ -188,7 +190,7 @@ pub(crate) fn record_heap(addr: usize, bytes: usize, free: bool, min_bytes: usiz
     }
     let _in_flight = InFlight::begin();
     let (epoch, time) = epoch_then_clock();
-    record_slow(epoch, &[w0, time, bytes as u64], &[]);
+    record_slow(epoch, &[w0, time, bytes as u64], &[], Caller::Allocator);
 }
 
 /// Records into session `epoch`, read after the caller counted itself [`IN_FLIGHT`]: the
@@ -197,11 +199,17 @@ pub(crate) fn record_heap(addr: usize, bytes: usize, free: bool, min_bytes: usiz
 ///
 /// The thread is marked inside the profiler meanwhile: setting up its thread-locals and
 /// buffer allocates, and a traced allocator must neither record that nor re-enter here.
-fn record_slow(epoch: u64, header: &[u64], bytes: &[u8]) {
+fn record_slow(epoch: u64, header: &[u64], bytes: &[u8], caller: Caller) {
     let _inside = Inside::enter();
     if let Some(buffer) = current_buffer() {
-        if buffer.epoch == epoch {
-            // The buffer is this session's: the record is a long named event, or it is full.
+        let own = buffer.epoch();
+        if own & !NAMELESS == epoch {
+            if own & NAMELESS != 0 && caller == Caller::Scope {
+                // The allocator attached it: a scope's record can name the thread.
+                buffer.name_thread(registry::thread_name(buffer.thread_id, Caller::Scope));
+            }
+            // The buffer is this session's: the record is a long named event, or it is full,
+            // or it named the thread.
             if !buffer.try_push_record(header, bytes) {
                 buffer.count_drop();
             }
@@ -215,7 +223,7 @@ fn record_slow(epoch: u64, header: &[u64], bytes: &[u8]) {
     let attached = OWNER.try_with(|owner| {
         CURRENT.with(|current| current.set(ptr::null()));
         let spare = owner.0.take();
-        match registry::attach_thread(epoch, spare) {
+        match registry::attach_thread(epoch, spare, caller) {
             Ok(buffer) => {
                 CURRENT.with(|current| current.set(Arc::as_ptr(&buffer)));
                 owner.0.replace(Some(buffer));
