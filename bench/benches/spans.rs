@@ -1039,9 +1039,19 @@ impl Row {
     }
 }
 
-/// A row per subject, each with the spans per slot its calibration found.
-fn calibrated_rows(subjects: Vec<Box<dyn Subject>>, settings: &Settings) -> Vec<Row> {
-    subjects
+/// A row per subject, each with the spans per slot its calibration found, measured `rounds`
+/// times, interleaved (A B C ... A B C ...). `what` names the table in progress messages.
+fn measured_rows(
+    subjects: Vec<Box<dyn Subject>>,
+    settings: &Settings,
+    rounds: usize,
+    what: &str,
+) -> Vec<Row> {
+    eprintln!(
+        "trace-bench: {what}: calibrating {} systems",
+        subjects.len()
+    );
+    let mut rows: Vec<Row> = subjects
         .into_iter()
         .map(|mut subject| {
             let spans = calibrate(subject.as_mut(), settings);
@@ -1051,7 +1061,16 @@ fn calibrated_rows(subjects: Vec<Box<dyn Subject>>, settings: &Settings) -> Vec<
                 slots: Vec::new(),
             }
         })
-        .collect()
+        .collect();
+    for round in 0..rounds {
+        if round % 10 == 0 {
+            eprintln!("trace-bench: {what}: round {}/{rounds}", round + 1);
+        }
+        for row in rows.iter_mut() {
+            row.measure();
+        }
+    }
+    rows
 }
 
 /// Picks spans per slot from a short trial so each slot takes about `settings.slot`.
@@ -1153,17 +1172,7 @@ fn span_rows(
     out: &mut String,
     notes: &mut Vec<String>,
 ) {
-    eprintln!("trace-bench: calibrating {} systems", subjects.len());
-    let mut rows = calibrated_rows(subjects, settings);
-
-    for round in 0..settings.rounds {
-        if round % 10 == 0 {
-            eprintln!("trace-bench: span round {}/{}", round + 1, settings.rounds);
-        }
-        for row in rows.iter_mut() {
-            row.measure();
-        }
-    }
+    let mut rows = measured_rows(subjects, settings, settings.rounds, "span table");
 
     let base_wall = rows[0].wall();
     let base_cpu = rows[0].cpu();
@@ -2095,7 +2104,7 @@ mod live_capture {
     use trace_export::profiler::server::{self, ProfilerServer};
     use trace_runtime::session;
 
-    use super::{calibrated_rows, ours_run, pass, Ours, OursMode, Settings, Subject};
+    use super::{measured_rows, ours_run, pass, Ours, OursMode, Settings, Subject};
 
     /// The loop with recording off while a profiler server is up and idle (no capture).
     struct OffServerIdle {
@@ -2195,14 +2204,8 @@ mod live_capture {
                 warnings: Vec::new(),
             }),
         ];
-        let mut rows = calibrated_rows(subjects, settings);
         let rounds = settings.rounds.min(11);
-        eprintln!("trace-bench: live capture, {rounds} rounds");
-        for _ in 0..rounds {
-            for row in rows.iter_mut() {
-                row.measure();
-            }
-        }
+        let rows = measured_rows(subjects, settings, rounds, "live capture");
         let _ = writeln!(
             out,
             "## Live capture: the profiled loop with a profiler server\n\n\
