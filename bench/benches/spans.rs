@@ -1,5 +1,6 @@
-//! Span cost, memory per event, export throughput and two-thread scaling, side by side with a
-//! hand-written baseline and with peer profilers, in one run.
+//! Span cost, memory per event, export throughput, two-thread scaling and the traced allocator
+//! (module `heap`), side by side with a hand-written baseline and with peer profilers, in one
+//! run.
 //!
 //! Run with `cargo bench -p trace-bench` (one to three minutes), or `TRACE_BENCH_QUICK=1 cargo
 //! bench -p trace-bench` / `cargo bench -p trace-bench -- --quick` for a smoke run of a few
@@ -35,6 +36,8 @@ use std::time::{Duration, Instant};
 use trace_runtime::session::{self, SessionConfig};
 use trace_runtime::snapshot::Snapshot;
 use trace_runtime::{trace, traced};
+
+mod heap;
 
 /// Inner spans per outer span.
 const BATCH: u64 = 1000;
@@ -192,6 +195,10 @@ trait Subject {
     }
     /// Called once at the end.
     fn finish(&mut self) {}
+    /// What the system kept of its slots (records, blocks), for the heap table.
+    fn tally(&self) -> String {
+        String::new()
+    }
 }
 
 // --- empty loop -----------------------------------------------------------------------------
@@ -2046,15 +2053,18 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
 
-    // `TRACE_BENCH_ONLY=stop` or `=capture`: only that section; `=ours` (or `=tracing`):
-    // the rows that run quickly, without the export.
+    // `TRACE_BENCH_ONLY=stop`, `=capture` or `=heap`: only that section; `=ours` (or
+    // `=tracing`): the rows that run quickly, without the export.
     let only = std::env::var("TRACE_BENCH_ONLY").ok();
-    if !matches!(only.as_deref(), Some("stop" | "capture")) {
+    if !matches!(only.as_deref(), Some("stop" | "capture" | "heap")) {
         span_table(&settings, &mut out, &mut notes);
         first_session(&mut out, &mut notes);
         start_cost(&settings, &mut out);
         two_threads(&settings, &mut out);
         memory_per_event(&settings, &mut out);
+    }
+    if only.is_none() || only.as_deref() == Some("heap") {
+        heap::section(&settings, &mut out, &mut notes);
     }
     if only.is_none() {
         export(&settings, &mut out);
