@@ -1,5 +1,6 @@
-//! Span cost, memory per event, export throughput and two-thread scaling, side by side with a
-//! hand-written baseline and with peer profilers, in one run.
+//! Span cost, memory per event, export throughput, two-thread scaling and the traced allocator
+//! (module `heap`), side by side with a hand-written baseline and with peer profilers, in one
+//! run.
 //!
 //! Run with `cargo bench -p trace-bench` (one to three minutes), or `TRACE_BENCH_QUICK=1 cargo
 //! bench -p trace-bench` / `cargo bench -p trace-bench -- --quick` for a smoke run of a few
@@ -35,6 +36,8 @@ use std::time::{Duration, Instant};
 use trace_runtime::session::{self, SessionConfig};
 use trace_runtime::snapshot::Snapshot;
 use trace_runtime::{trace, traced};
+
+mod heap;
 
 /// Inner spans per outer span.
 const BATCH: u64 = 1000;
@@ -192,6 +195,10 @@ trait Subject {
     }
     /// Called once at the end.
     fn finish(&mut self) {}
+    /// What the system kept of its slots (records, blocks), for the heap table.
+    fn tally(&self) -> String {
+        String::new()
+    }
 }
 
 // --- empty loop -----------------------------------------------------------------------------
@@ -1039,9 +1046,19 @@ impl Row {
     }
 }
 
-/// A row per subject, each with the spans per slot its calibration found.
-fn calibrated_rows(subjects: Vec<Box<dyn Subject>>, settings: &Settings) -> Vec<Row> {
-    subjects
+/// A row per subject, each with the spans per slot its calibration found, measured `rounds`
+/// times, interleaved (A B C ... A B C ...). `what` names the table in progress messages.
+fn measured_rows(
+    subjects: Vec<Box<dyn Subject>>,
+    settings: &Settings,
+    rounds: usize,
+    what: &str,
+) -> Vec<Row> {
+    eprintln!(
+        "trace-bench: {what}: calibrating {} systems",
+        subjects.len()
+    );
+    let mut rows: Vec<Row> = subjects
         .into_iter()
         .map(|mut subject| {
             let spans = calibrate(subject.as_mut(), settings);
@@ -1051,7 +1068,16 @@ fn calibrated_rows(subjects: Vec<Box<dyn Subject>>, settings: &Settings) -> Vec<
                 slots: Vec::new(),
             }
         })
-        .collect()
+        .collect();
+    for round in 0..rounds {
+        if round % 10 == 0 {
+            eprintln!("trace-bench: {what}: round {}/{rounds}", round + 1);
+        }
+        for row in rows.iter_mut() {
+            row.measure();
+        }
+    }
+    rows
 }
 
 /// Picks spans per slot from a short trial so each slot takes about `settings.slot`.
@@ -1153,17 +1179,7 @@ fn span_rows(
     out: &mut String,
     notes: &mut Vec<String>,
 ) {
-    eprintln!("trace-bench: calibrating {} systems", subjects.len());
-    let mut rows = calibrated_rows(subjects, settings);
-
-    for round in 0..settings.rounds {
-        if round % 10 == 0 {
-            eprintln!("trace-bench: span round {}/{}", round + 1, settings.rounds);
-        }
-        for row in rows.iter_mut() {
-            row.measure();
-        }
-    }
+    let mut rows = measured_rows(subjects, settings, settings.rounds, "span table");
 
     let base_wall = rows[0].wall();
     let base_cpu = rows[0].cpu();
@@ -2037,15 +2053,18 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
 
-    // `TRACE_BENCH_ONLY=stop` or `=capture`: only that section; `=ours` (or `=tracing`):
-    // the rows that run quickly, without the export.
+    // `TRACE_BENCH_ONLY=stop`, `=capture` or `=heap`: only that section; `=ours` (or
+    // `=tracing`): the rows that run quickly, without the export.
     let only = std::env::var("TRACE_BENCH_ONLY").ok();
-    if !matches!(only.as_deref(), Some("stop" | "capture")) {
+    if !matches!(only.as_deref(), Some("stop" | "capture" | "heap")) {
         span_table(&settings, &mut out, &mut notes);
         first_session(&mut out, &mut notes);
         start_cost(&settings, &mut out);
         two_threads(&settings, &mut out);
         memory_per_event(&settings, &mut out);
+    }
+    if only.is_none() || only.as_deref() == Some("heap") {
+        heap::section(&settings, &mut out, &mut notes);
     }
     if only.is_none() {
         export(&settings, &mut out);
@@ -2095,7 +2114,7 @@ mod live_capture {
     use trace_export::profiler::server::{self, ProfilerServer};
     use trace_runtime::session;
 
-    use super::{calibrated_rows, ours_run, pass, Ours, OursMode, Settings, Subject};
+    use super::{measured_rows, ours_run, pass, Ours, OursMode, Settings, Subject};
 
     /// The loop with recording off while a profiler server is up and idle (no capture).
     struct OffServerIdle {
@@ -2195,14 +2214,8 @@ mod live_capture {
                 warnings: Vec::new(),
             }),
         ];
-        let mut rows = calibrated_rows(subjects, settings);
         let rounds = settings.rounds.min(11);
-        eprintln!("trace-bench: live capture, {rounds} rounds");
-        for _ in 0..rounds {
-            for row in rows.iter_mut() {
-                row.measure();
-            }
-        }
+        let rows = measured_rows(subjects, settings, rounds, "live capture");
         let _ = writeln!(
             out,
             "## Live capture: the profiled loop with a profiler server\n\n\
