@@ -29,8 +29,10 @@ pub const DEFAULT_MIN_RECORDED_BYTES: usize = 1024;
 /// * **What it records**: blocks of at least [`DEFAULT_MIN_RECORDED_BYTES`] (change it with
 ///   [`min_recorded_bytes`](Self::min_recorded_bytes)), each allocation and each free as
 ///   one 24-byte record in the thread's buffer, like an event's. Smaller allocations are
-///   counted (how many, how many bytes) but not recorded, so that a program that allocates
-///   millions of small blocks a second does not fill its buffers with them. A block's free
+///   not recorded, so that a program that allocates millions of small blocks a second does
+///   not fill its buffers with them; on a thread that has a buffer in the session (it
+///   recorded a scope or a larger block), they are counted (how many, how many bytes). A
+///   small allocation alone never sets a buffer up. A block's free
 ///   is recorded exactly when its allocation is: both see the same size. A `realloc` is a
 ///   free and an allocation.
 /// * **Heap in use** counts the recorded blocks allocated since the session started and not
