@@ -155,10 +155,12 @@ impl<'a, W: Write> Visitor<'a> for JsonWriter<'a, W> {
 
     #[inline]
     fn event(&mut self, event: &EventView<'a, '_>) {
-        let id = self.event_names.id_with_suffix(event.name, event.suffix) as usize;
+        // The recorded name, as xprof's trace viewer shows it (not the op name).
+        let name = event.shown();
+        let id = self.event_names.id(name) as usize;
         if id > self.escaped_event_names.len() {
             let mut escaped = Vec::new();
-            json_string(&mut escaped, &event.full_name());
+            json_string(&mut escaped, name);
             self.escaped_event_names.push(escaped);
         }
         let buf = &mut self.buf;
