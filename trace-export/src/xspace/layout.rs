@@ -206,6 +206,12 @@ enum Role {
 /// recorded event with its role, the stats the exporter adds to it and its duration in
 /// picoseconds, and the synthetic child of a root step marker that has none. `markers` are
 /// the positions of the line's root step markers.
+///
+/// An event that ends when an event it lies in ends is written 1 ps shorter per such event:
+/// xprof's op statistics sort begins and ends by time, keeping the line's order on ties,
+/// which puts the outer end first and drops the inner op. The recorded times are whole
+/// nanoseconds, and the inner scope did end first, so the order is the true one; readers
+/// round to nanoseconds.
 #[inline]
 fn walk_line<'a>(
     line: &LinePlan<'a>,
@@ -215,9 +221,26 @@ fn walk_line<'a>(
     let mut events = line.iter().peekable();
     let mut markers = markers.iter().enumerate().peekable();
     let mut links = line.links.iter().peekable();
+    // The ends of the events that the current one lies in, innermost last (non-increasing:
+    // the line nests).
+    let mut open: Vec<u64> = Vec::new();
     let mut position = 0;
     while let Some(event) = events.next() {
-        let duration = ns_to_ps(event.end_ns.saturating_sub(event.start_ns));
+        while let Some(&end) = open.last() {
+            if end > event.start_ns {
+                break;
+            }
+            open.pop();
+        }
+        let ties = match open.last() {
+            Some(&end) if end == event.end_ns => (open.iter().rev())
+                .take_while(|&&end| end == event.end_ns)
+                .count(),
+            _ => 0,
+        };
+        let recorded_ps = ns_to_ps(event.end_ns.saturating_sub(event.start_ns));
+        let shortened = |by: usize| recorded_ps.saturating_sub(by as i64).max(0);
+        let duration = shortened(ties);
         // Markers and links are sorted by position: each is the next one or not there.
         // (Links are never on the markers' line: their events are grouped by nesting.)
         let marker = markers.next_if(|&(_, &at)| at == position);
@@ -234,8 +257,15 @@ fn walk_line<'a>(
             each(event, Role::Op, Added::None, duration);
         }
         if marker.is_some() && needs_own_time(event, events.peek().copied()) {
-            each(event, Role::MarkerSelf, Added::Synthetic, duration);
+            // It lies in the marker and ends with it.
+            each(
+                event,
+                Role::MarkerSelf,
+                Added::Synthetic,
+                shortened(ties + 1),
+            );
         }
+        open.push(event.end_ns);
         position += 1;
     }
 }

@@ -255,7 +255,8 @@ fn fixtures() -> Vec<(&'static str, Snapshot)> {
         at(&FORWARD, 10, 40),
         at(&LOAD_LATE, 12, 20),
         at(&LOAD_EARLY, 20, 30),
-        event("load", 30, 35),
+        // Ends with the event it lies in.
+        event("load", 30, 40),
         train(1, 100, 200),
         train(7, 110, 150),
         event("IDLE", 120, 130),
@@ -470,6 +471,9 @@ fn the_fixtures_cover_what_they_claim() {
         "the same call site on another thread"
     );
     assert_eq!(name_at(0, 9), "load:Load", "the same name elsewhere");
+    // An event that ends with the event it lies in ends 1 ps before it.
+    let duration_at = |line: usize, event: usize| plane.lines[line].events[event].duration_ps;
+    assert_eq!((duration_at(0, 1), duration_at(0, 4)), (30_000, 9_999));
 }
 
 /// A decoded profile may hold what this crate never writes: several host planes, line

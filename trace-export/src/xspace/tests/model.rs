@@ -93,8 +93,9 @@ fn ns_to_ps(ns: u64) -> i64 {
     (ns as i64).saturating_mul(1000)
 }
 
+/// Picoseconds as nanoseconds, to the nearest (none below 0).
 fn ps_to_ns(ps: i64) -> u64 {
-    (ps.max(0) / 1000) as u64
+    ((ps.max(0) as u128 + 500) / 1000) as u64
 }
 
 /// Values compared bit for bit, so that NaN equals itself.
@@ -326,6 +327,19 @@ pub(super) fn check_read_back(snapshot: &Snapshot, host: &str, space: &XSpace) {
             let is_async = k >= sync;
             let mut items: Vec<Item<'_>> = Vec::new();
             let mut from = 0;
+            // An event is written as long as it was recorded, less 1 ps for each event of
+            // its line that it lies in and that ends when it does: xprof's op statistics
+            // order ends at one time by line order, outer first, and would drop the inner.
+            let written_ps = |items: &[Item<'_>], start: u64, end: u64| -> i64 {
+                let enclosing = (items.iter())
+                    .filter_map(|item| match *item {
+                        Item::Recorded { event, .. } => Some(event),
+                        Item::Synthetic { .. } => None,
+                    })
+                    .filter(|f| f.start_ns <= start && start < f.end_ns && f.end_ns == end)
+                    .count();
+                (ns_to_ps(end - start) - enclosing as i64).max(0)
+            };
             for event in &line.events {
                 assert!(
                     matches!(event.data, Some(x_event::Data::OffsetPs(_))),
@@ -337,7 +351,8 @@ pub(super) fn check_read_back(snapshot: &Snapshot, host: &str, space: &XSpace) {
                         && recorded.is_async() == is_async
                         && names.display(event) == recorded.name()
                         && offset_ps(event) == ns_to_ps(recorded.start_ns)
-                        && event.duration_ps == ns_to_ps(recorded.end_ns - recorded.start_ns)
+                        && event.duration_ps
+                            == written_ps(&items, recorded.start_ns, recorded.end_ns)
                         && event.stats.len() >= recorded.all_metadata().len()
                         && (recorded.all_metadata().iter().zip(&event.stats)).all(|((k, v), s)| {
                             names.stat(s) == *k && same_value(&s.value, &Some(stored(k, v)))
@@ -367,7 +382,9 @@ pub(super) fn check_read_back(snapshot: &Snapshot, host: &str, space: &XSpace) {
                 assert!(added.first().is_some_and(|s| names.stat(s) == "_r"));
                 assert_eq!(names.display(event), format!("{}/self", marker.name()));
                 assert_eq!(offset_ps(event), ns_to_ps(marker.start_ns));
-                assert_eq!(event.duration_ps, ns_to_ps(marker.end_ns - marker.start_ns));
+                // It lies in the marker and ends with it.
+                let written = written_ps(&items, marker.start_ns, marker.end_ns);
+                assert_eq!(event.duration_ps, written);
                 let stats: Vec<_> = (event.stats.iter())
                     .map(|s| (names.stat(s), s.value.clone()))
                     .collect();
@@ -739,9 +756,12 @@ fn same_json(a: &Json, b: &Json) -> bool {
     }
 }
 
-/// Picoseconds as the microseconds a trace shows, to the nanosecond (truncated).
+/// Picoseconds as the microseconds a trace shows, to the nearest nanosecond (halves away
+/// from zero).
 fn micros(ps: i64) -> Json {
-    Json::Float((ps / 1000) as f64 / 1000.0)
+    let ps = i128::from(ps);
+    let ns = (2 * ps + ps.signum() * 1000) / 2000;
+    Json::Float(ns as f64 / 1000.0)
 }
 
 fn text(s: impl Into<String>) -> Json {
@@ -935,7 +955,7 @@ pub(super) fn expected_report(space: &XSpace) -> Report {
                 ops: ops.into_iter().map(str::to_owned).collect(),
                 count: all.len() as u64,
                 total_ns: all.iter().fold(0u64, |sum, &ns| sum.saturating_add(ns)),
-                self_ns: self_ps / 1000,
+                self_ns: ((self_ps as u128 + 500) / 1000) as u64,
                 p50_ns: rank(0.5),
                 p99_ns: rank(0.99),
                 max_ns: all[all.len() - 1],
