@@ -80,6 +80,24 @@ impl<T> Drop for Workers<T> {
     }
 }
 
+/// Whether `name` parses as a TensorFlow op full name as xprof reads one: `<op name>:<type>`
+/// split at the first `:`, the op name matching `[A-Za-z0-9.][A-Za-z0-9_./]*` and the type
+/// `[A-Z_][a-zA-Z0-9_]*` (and neither the `IDLE` that xprof keeps for idle time).
+pub fn is_tf_op(name: &str) -> bool {
+    let Some((op, ty)) = name.split_once(':') else {
+        return false;
+    };
+    let op_ok = op
+        .chars()
+        .enumerate()
+        .all(|(i, c)| c.is_ascii_alphanumeric() || c == '.' || (i > 0 && matches!(c, '_' | '/')));
+    let type_ok = ty
+        .chars()
+        .enumerate()
+        .all(|(i, c)| c.is_ascii_uppercase() || c == '_' || (i > 0 && c.is_ascii_alphanumeric()));
+    !op.is_empty() && op_ok && !ty.is_empty() && type_ok && op != "IDLE" && ty != "IDLE"
+}
+
 /// A fresh, empty directory under the system's temporary directory.
 pub fn scratch_dir(label: &str) -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);

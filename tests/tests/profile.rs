@@ -52,8 +52,14 @@ struct View<'a> {
 }
 
 impl<'a> View<'a> {
+    /// The name xprof reads.
     fn name(&self, event: &XEvent) -> &'a str {
         &self.plane.event_metadata[&event.metadata_id].name
+    }
+
+    /// The name as recorded, which the trace viewer shows.
+    fn display(&self, event: &XEvent) -> &'a str {
+        &self.plane.event_metadata[&event.metadata_id].display_name
     }
 
     fn stats(&self, event: &'a XEvent) -> BTreeMap<&'a str, &'a x_stat::Value> {
@@ -158,16 +164,22 @@ fn the_profile_has_threads_steps_links_and_sorted_nested_events() {
     }
 
     // The main line: Train > forward > matmul, then backward, six times; roots only here.
+    // Each call site is an op xprof counts, `<op name>:<OpType>`, shown by its recorded
+    // name; the step markers keep theirs.
     let main_names: Vec<_> = main.events.iter().map(|e| view.name(e)).collect();
     assert_eq!(main_names.len(), 24);
     for (step, chunk) in main.events.chunks(4).enumerate() {
         let [train, fwd, matmul, bwd] = chunk else {
             unreachable!()
         };
-        assert_eq!(view.name(train), "Train");
-        assert!(view.name(fwd).ends_with("::forward"));
-        assert_eq!(view.name(matmul), "matmul");
-        assert!(view.name(bwd).ends_with("::backward"));
+        let names = |e| (view.name(e), view.display(e));
+        assert_eq!(names(train), ("Train", "Train"));
+        assert_eq!(names(fwd), ("profile/forward:Forward", "profile::forward"));
+        assert_eq!(names(matmul), ("matmul:Matmul", "matmul"));
+        assert_eq!(
+            names(bwd),
+            ("profile/backward:Backward", "profile::backward")
+        );
         let end = |e: &XEvent| offset(e) + e.duration_ps;
         assert!(offset(train) <= offset(fwd) && end(fwd) <= end(train));
         assert!(offset(fwd) <= offset(matmul) && end(matmul) <= end(fwd));
@@ -198,6 +210,10 @@ fn the_profile_has_threads_steps_links_and_sorted_nested_events() {
         assert_eq!(stats["_ct"], &x_stat::Value::Int64Value(1));
         assert_eq!(stats["_c"], &x_stat::Value::Int64Value(step as i64 + 1));
         assert_eq!(stats["batch"], &x_stat::Value::Int64Value(step as i64));
+        assert_eq!(
+            (view.name(event), view.display(event)),
+            ("load:Load", "load")
+        );
     }
 
     // Absolute times in the Task Environment plane.
@@ -238,13 +254,26 @@ fn the_profile_has_threads_steps_links_and_sorted_nested_events() {
         .any(|e| e["ph"] == "M" && e["args"]["name"] == "data-loader"));
     let train = complete.iter().find(|e| e["name"] == "Train").unwrap();
     assert_eq!(train["args"]["step_num"], 0);
+    // Events keep their recorded names there.
+    let shown = |name: &str| complete.iter().filter(|e| e["name"] == name).count();
+    assert_eq!(shown("profile::forward"), 6);
+    assert_eq!(shown("load"), 6);
 
     // The text report ranks call sites and lists the steps.
     let text = report.to_string();
     assert!(text.contains("6 steps"), "{text}");
     assert!(text.contains("matmul"), "{text}");
+    assert!(text.contains("profile::forward"), "{text}");
+    assert!(!text.contains(":Forward"), "{text}");
     assert_eq!(report.report.steps.len(), 6);
     assert_eq!(report.report.steps[2].name, "Train 2");
+    // Each row names the ops xprof lists its events under.
+    let ops = |name: &str| {
+        let site = report.report.sites.iter().find(|s| s.name == name);
+        site.map(|s| s.ops.clone()).unwrap_or_default()
+    };
+    assert_eq!(ops("profile::forward"), ["profile/forward:Forward"]);
+    assert_eq!(ops("Train"), ["Train"]);
 }
 
 #[test]

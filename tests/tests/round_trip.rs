@@ -1,6 +1,7 @@
 //! Write → read round trip of the profiler: generated trees of scopes, with hostile names and
 //! metadata of every type, are recorded with `Trace`, written by `profiler::stop`, read back
-//! with `xspace::decode` and compared: names, nesting, and every metadata value.
+//! with `xspace::decode` and compared: names (each event's name as recorded, and an op name
+//! that xprof parses), nesting, and every metadata value.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use trace_export::profiler::{self, ProfilerOptions};
 use trace_export::proto::xplane::{x_event, x_stat, XEvent, XPlane};
 use trace_export::xspace;
 use trace_runtime::{Trace, Value};
-use trace_tests::{scratch_dir, session_lock};
+use trace_tests::{is_tf_op, scratch_dir, session_lock};
 
 /// A scope to record: its name, its metadata and the scopes nested in it.
 #[derive(Clone, Debug)]
@@ -24,7 +25,11 @@ struct Scope {
 /// A scope as read back from the profile.
 #[derive(Debug, PartialEq)]
 struct ReadScope {
+    /// The name as recorded: the metadata's display name.
     name: String,
+    /// Whether the metadata's name is a TensorFlow op full name, as xprof's framework op
+    /// tools need (no scope here is a step marker).
+    is_op: bool,
     stats: Vec<(String, Stat)>,
     children: Vec<ReadScope>,
 }
@@ -63,6 +68,7 @@ fn read_stat(value: Option<&x_stat::Value>) -> Stat {
 fn expected(scope: &Scope) -> ReadScope {
     ReadScope {
         name: scope.name.to_owned(),
+        is_op: true,
         stats: scope
             .metadata
             .iter()
@@ -117,8 +123,10 @@ fn read_line(plane: &XPlane, events: &[XEvent]) -> Vec<ReadScope> {
         while open.last().is_some_and(|&(_, end)| end <= start) {
             close(&mut open, &mut roots);
         }
+        let metadata = &plane.event_metadata[&event.metadata_id];
         let scope = ReadScope {
-            name: plane.event_metadata[&event.metadata_id].name.clone(),
+            name: metadata.display_name.clone(),
+            is_op: is_tf_op(&metadata.name),
             stats: event
                 .stats
                 .iter()

@@ -12,7 +12,7 @@ use prost::Message;
 use trace_export::profiler::{self, ProfileReport, ProfilerOptions};
 use trace_export::proto::xplane::{x_event, x_stat, XPlane, XSpace};
 use trace_runtime::TraceLayer;
-use trace_tests::{run_interleaved, scratch_dir, session_lock, yield_now};
+use trace_tests::{is_tf_op, run_interleaved, scratch_dir, session_lock, yield_now};
 use tracing::instrument;
 use tracing_subscriber::prelude::*;
 
@@ -108,7 +108,10 @@ enum Stat {
 #[derive(Clone, Debug)]
 struct Ev {
     thread: String,
+    /// The name as recorded: the metadata's display name.
     name: String,
+    /// The name xprof reads.
+    op: String,
     start_ps: i64,
     end_ps: i64,
     stats: BTreeMap<String, Stat>,
@@ -141,7 +144,7 @@ fn events(xplane: &Path) -> Vec<Ev> {
             let Some(x_event::Data::OffsetPs(start_ps)) = event.data else {
                 panic!("event without offset");
             };
-            let stats = event
+            let stats: BTreeMap<String, Stat> = event
                 .stats
                 .iter()
                 .map(|s| {
@@ -156,9 +159,17 @@ fn events(xplane: &Path) -> Vec<Ev> {
                     (stat_name(s.metadata_id), value)
                 })
                 .collect();
+            let metadata = &plane.event_metadata[&event.metadata_id];
+            // A root step marker keeps its name; every other span is an op xprof counts.
+            if stats.contains_key("_r") {
+                assert_eq!(metadata.name, metadata.display_name);
+            } else {
+                assert!(is_tf_op(&metadata.name), "{metadata:?}");
+            }
             out.push(Ev {
                 thread: line.name.clone(),
-                name: plane.event_metadata[&event.metadata_id].name.clone(),
+                name: metadata.display_name.clone(),
+                op: metadata.name.clone(),
                 start_ps,
                 end_ps: start_ps + event.duration_ps,
                 stats,
@@ -224,6 +235,20 @@ fn spans_are_events_with_names_nesting_fields_and_levels() {
     names.sort();
     // TRACE spans are level 3, above the default level 2; `tracing` events are left out.
     assert_eq!(names, ["failing", "forward", "matmul", "outer", "warning"]);
+    // Spans have no call site of the profiler's: they are ops by name.
+    let mut ops: Vec<_> = events.iter().map(|e| e.op.as_str()).collect();
+    ops.sort();
+    ops.dedup();
+    assert_eq!(
+        ops,
+        [
+            "failing:Failing",
+            "forward:Forward",
+            "matmul:Matmul",
+            "outer:Outer",
+            "warning:Warning"
+        ]
+    );
     assert!(events.iter().all(|e| e.thread == this_thread()));
 
     let outer = only(&events, "outer");

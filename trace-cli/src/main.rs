@@ -3,6 +3,7 @@
 //! ```text
 //! trace-export report logs                       # newest run under logs/plugins/profile
 //! trace-export report run/host.xplane.pb --top 50
+//! trace-export report logs --json --top 0           # every call site, for scripts
 //! trace-export convert run/host.xplane.pb --chrome trace.json.gz
 //! trace-export capture localhost:6009 logs --duration-ms 2000   # feature `server`
 //! ```
@@ -35,6 +36,10 @@ enum Command {
         /// How many call sites to show (0: all).
         #[arg(long, default_value_t = 20)]
         top: usize,
+        /// Prints the report as JSON: one object per profile, with each call site's ops
+        /// (the names xprof's framework_op_stats lists it under) and times in nanoseconds.
+        #[arg(long)]
+        json: bool,
     },
     /// Converts an .xplane.pb file to Chrome trace JSON (gzip-compressed when the name ends
     /// in .gz), for Perfetto UI and chrome://tracing.
@@ -66,7 +71,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Report { path, top } => report(&path, top),
+        Command::Report { path, top, json } => report(&path, top, json),
         Command::Convert { xplane, chrome } => convert(&xplane, &chrome),
         Command::Capture {
             service_addr,
@@ -84,18 +89,61 @@ fn main() -> ExitCode {
     }
 }
 
-fn report(path: &Path, top: usize) -> Result<(), Error> {
+fn report(path: &Path, top: usize, json: bool) -> Result<(), Error> {
     let files = xplane_files(path)?;
+    let mut reports = Vec::new();
     for (i, file) in files.iter().enumerate() {
         let space = read_xspace(file)?;
         let mut report = Report::from_xspace(&space);
         report.top = top;
+        if json {
+            reports.push(report_json(file, &report));
+            continue;
+        }
         if i > 0 {
             println!();
         }
         println!("{}\n{report}", file.display());
     }
+    if json {
+        println!("{}", serde_json::Value::Array(reports));
+    }
     Ok(())
+}
+
+/// The report of `file` as JSON, with the rows the text shows.
+fn report_json(file: &Path, report: &Report) -> serde_json::Value {
+    let shown = if report.top == 0 {
+        report.sites.len()
+    } else {
+        report.top
+    };
+    let sites: Vec<_> = (report.sites.iter().take(shown))
+        .map(|site| {
+            serde_json::json!({
+                "name": site.name,
+                "ops": site.ops,
+                "count": site.count,
+                "total_ns": site.total_ns,
+                "self_ns": site.self_ns,
+                "p50_ns": site.p50_ns,
+                "p99_ns": site.p99_ns,
+                "max_ns": site.max_ns,
+            })
+        })
+        .collect();
+    let steps: Vec<_> = (report.steps.iter())
+        .map(|step| serde_json::json!({ "name": step.name, "duration_ns": step.duration_ns }))
+        .collect();
+    serde_json::json!({
+        "file": file.to_string_lossy(),
+        "events": report.events,
+        "threads": report.threads,
+        "warnings": report.warnings,
+        "steps": steps,
+        "sites": sites,
+        "more_sites": report.sites.len() - report.sites.len().min(shown),
+    })
 }
 
 fn convert(xplane: &Path, out: &Path) -> Result<(), Error> {

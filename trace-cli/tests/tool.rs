@@ -89,6 +89,67 @@ fn the_tool_reports_a_valid_profile() {
     assert!(output.status.success(), "{output:?}");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("4 steps"), "{stdout}");
+    // Events show as recorded, not as the op names xprof reads.
+    assert!(stdout.contains("forward"), "{stdout}");
+    assert!(!stdout.contains("forward:Forward"), "{stdout}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_tool_reports_json_with_each_call_sites_ops() {
+    let dir = scratch("cli-json");
+    let path = dir.join("testhost.xplane.pb");
+    std::fs::write(&path, valid_xplane()).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_trace-export"))
+        .args(["report", "--json", "--top", "0"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let reports: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let [report] = reports.as_array().unwrap().as_slice() else {
+        panic!("one report per file: {reports}");
+    };
+    assert_eq!(report["file"], path.to_string_lossy().as_ref());
+    assert_eq!(report["events"], 8);
+    assert_eq!(report["threads"], 1);
+    assert_eq!(report["more_sites"], 0);
+    let steps: Vec<_> = (report["steps"].as_array().unwrap().iter())
+        .map(|step| {
+            (
+                step["name"].as_str().unwrap(),
+                step["duration_ns"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("Train 0", 900),
+            ("Train 1", 900),
+            ("Train 2", 900),
+            ("Train 3", 900)
+        ]
+    );
+    let sites = report["sites"].as_array().unwrap();
+    let site = |name: &str| sites.iter().find(|s| s["name"] == name).unwrap();
+    // Four of each: forward lasts 400 ns, Train 900 ns of which 500 are its own.
+    let forward = site("forward");
+    assert_eq!(forward["ops"], serde_json::json!(["forward:Forward"]));
+    assert_eq!(forward["count"], 4);
+    assert_eq!(forward["total_ns"], 1_600);
+    assert_eq!(forward["self_ns"], 1_600);
+    assert_eq!(forward["p50_ns"], 400);
+    assert_eq!(forward["max_ns"], 400);
+    let train = site("Train");
+    assert_eq!(
+        train["ops"],
+        serde_json::json!(["Train"]),
+        "a step marker keeps its name"
+    );
+    assert_eq!(train["count"], 4);
+    assert_eq!(train["self_ns"], 2_000);
+    assert_eq!(sites.len(), 2);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

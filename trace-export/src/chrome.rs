@@ -182,13 +182,15 @@ impl<'a, W: Write> Visitor<'a> for JsonWriter<'a, W> {
 
     #[inline]
     fn event(&mut self, event: &EventView<'a, '_>) {
-        if is_heap_event(event.name, event.duration_ps) {
+        if is_heap_event(event.op, event.duration_ps) {
             return self.heap_counter(event);
         }
-        let id = self.event_names.id_with_suffix(event.name, event.suffix) as usize;
+        // The recorded name, as xprof's trace viewer shows it (not the op name).
+        let name = event.shown();
+        let id = self.event_names.id(name) as usize;
         if id > self.escaped_event_names.len() {
             let mut escaped = Vec::new();
-            json_string(&mut escaped, &event.full_name());
+            json_string(&mut escaped, name);
             self.escaped_event_names.push(escaped);
         }
         let buf = &mut self.buf;
@@ -253,9 +255,12 @@ fn put_i64(out: &mut Vec<u8>, value: i64) {
     put_u64(out, value.unsigned_abs());
 }
 
-/// Picoseconds as microseconds with nanosecond precision (`-1.234`; truncated toward zero).
+/// Picoseconds as microseconds with nanosecond precision (`-1.234`), to the nearest
+/// nanosecond (halves away from zero): the XSpace writer ends an event a few picoseconds
+/// early when it ends with the event it lies in.
 fn put_micros(out: &mut Vec<u8>, ps: i64) {
-    let ns = ps / 1000;
+    // Neither division overflows, whatever `ps`.
+    let ns = ps / 1000 + ps % 1000 / 500;
     if ns < 0 {
         out.push(b'-');
     }
@@ -281,15 +286,20 @@ mod tests {
     }
 
     #[test]
-    fn micros_keep_nanoseconds_and_truncate_toward_zero() {
+    fn micros_keep_nanoseconds_rounded_to_the_nearest() {
         assert_eq!(micros(0), "0.000");
-        assert_eq!(micros(999), "0.000");
+        assert_eq!(micros(499), "0.000");
+        assert_eq!(micros(500), "0.001");
+        assert_eq!(micros(999), "0.001");
         assert_eq!(micros(1_000), "0.001");
-        assert_eq!(micros(1_234_567), "1.234");
-        assert_eq!(micros(-500), "0.000");
-        assert_eq!(micros(-1_234_567), "-1.234");
-        assert_eq!(micros(i64::MAX), "9223372036854.775");
-        assert_eq!(micros(i64::MIN), "-9223372036854.775");
+        assert_eq!(micros(1_234_499), "1.234");
+        assert_eq!(micros(1_234_567), "1.235");
+        assert_eq!(micros(99_999), "0.100");
+        assert_eq!(micros(-499), "0.000");
+        assert_eq!(micros(-500), "-0.001");
+        assert_eq!(micros(-1_234_567), "-1.235");
+        assert_eq!(micros(i64::MAX), "9223372036854.776");
+        assert_eq!(micros(i64::MIN), "-9223372036854.776");
     }
 
     #[test]

@@ -14,8 +14,12 @@ use crate::xspace::{
 /// Statistics of one event name over a profile.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SiteStats {
-    /// The event name.
+    /// The event name, as recorded.
     pub name: String,
+    /// The names xprof's tools list these events under, sorted: one op per call site
+    /// (`my_crate/train/forward:Forward` in framework_op_stats), or a root step marker's own
+    /// name.
+    pub ops: Vec<String>,
     /// How many events.
     pub count: u64,
     /// Sum of durations, in nanoseconds.
@@ -129,15 +133,23 @@ impl Report {
 /// A thread of a profile: its host plane (numbered from 0) and thread number.
 type Thread = (usize, i64);
 
+/// The events of one name, summed up.
+#[derive(Default)]
+struct Site<'a> {
+    durations_ns: Vec<u64>,
+    self_ps: u64,
+    /// The distinct names xprof reads for them.
+    ops: Vec<&'a str>,
+}
+
 /// Sums up a profile's events. Self time comes from the call-tree fold of each thread
 /// (`analysis::calls`), as in the Graphs tab: the lines of a thread are merged back into the
 /// thread's calls first.
 struct Tally<'a> {
     report: Report,
-    /// Event names, numbered 1, 2, ...: `sites[id - 1]` holds the durations (ns) of the
-    /// events named `id`, and their summed self time (ps).
+    /// Event names, numbered 1, 2, ...: `sites[id - 1]` sums up the events named `id`.
     names: Interner<'a>,
-    sites: Vec<(Vec<u64>, u64)>,
+    sites: Vec<Site<'a>>,
     /// Per thread: the lines not visited yet.
     lines_left: AHashMap<Thread, usize>,
     /// Per thread with lines still to come: its calls so far, `(name id, start, end)` in ps.
@@ -173,7 +185,7 @@ impl<'a> Visitor<'a> for Tally<'a> {
 
     fn event(&mut self, event: &EventView<'a, '_>) {
         let stats = event.stats;
-        if is_heap_event(event.name, event.duration_ps) {
+        if is_heap_event(event.op, event.duration_ps) {
             return self.heap_event(event);
         }
         if !stats.is_empty() {
@@ -183,18 +195,26 @@ impl<'a> Visitor<'a> for Tally<'a> {
             if stats.get("_r").is_some() {
                 let step = stats.get("step_num").map(StatValue::text);
                 self.report.steps.push(StepTime {
-                    name: format!("{} {}", event.full_name(), step.unwrap_or_default()),
+                    name: format!("{} {}", event.shown(), step.unwrap_or_default()),
                     duration_ns: ps_to_ns(event.duration_ps),
                 });
             }
         }
-        let name = self.names.id_with_suffix(event.name, event.suffix);
+        let name = self.names.id(event.shown());
         if name as usize > self.sites.len() {
-            self.sites.push(Default::default());
+            self.sites.push(Site::default());
         }
-        self.sites[name as usize - 1]
-            .0
-            .push(ps_to_ns(event.duration_ps));
+        let site = &mut self.sites[name as usize - 1];
+        site.durations_ns.push(ps_to_ns(event.duration_ps));
+        // Nearly always the op of the event before: the same text at the same address.
+        if !site
+            .ops
+            .last()
+            .is_some_and(|op| std::ptr::eq(*op, event.op))
+            && !site.ops.contains(&event.op)
+        {
+            site.ops.push(event.op);
+        }
         self.report.events += 1;
         // Saturating: a profile read from a file may hold any offset and duration.
         let (thread, origin_ps) = self.line.expect("events come inside a line");
@@ -235,7 +255,7 @@ impl<'a> Visitor<'a> for Tally<'a> {
         };
         for (name, self_ps) in replay.finish().self_times() {
             let site = &mut self.sites[name as usize - 1];
-            site.1 = site.1.saturating_add(self_ps);
+            site.self_ps = site.self_ps.saturating_add(self_ps);
         }
     }
 }
@@ -249,7 +269,7 @@ impl<'a> Tally<'a> {
         };
         let heap = &mut self.report.heap;
         heap.peak_bytes = heap.peak_bytes.max(int("peak_bytes_in_use"));
-        if event.name == MEMORY_DEALLOCATION {
+        if event.op == MEMORY_DEALLOCATION {
             heap.frees += 1;
             return;
         }
@@ -283,8 +303,15 @@ impl<'a> Tally<'a> {
             .sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
         report.sites = (1..)
             .zip(sites)
-            .filter(|(_, (all, _))| !all.is_empty())
-            .map(|(id, (mut all, self_ps))| {
+            .filter(|(_, site)| !site.durations_ns.is_empty())
+            .map(|(id, site)| {
+                let Site {
+                    durations_ns: mut all,
+                    self_ps,
+                    ops,
+                } = site;
+                let mut ops: Vec<String> = ops.into_iter().map(str::to_owned).collect();
+                ops.sort();
                 let rank = |q: f64| ((all.len() - 1) as f64 * q).round() as usize;
                 let (p50, p99) = (rank(0.5), rank(0.99));
                 // Selecting is linear where sorting is not. After the first selection every
@@ -294,9 +321,10 @@ impl<'a> Tally<'a> {
                 let p99_ns = *all[p50..].select_nth_unstable(p99 - p50).1;
                 SiteStats {
                     name: names.name(id).to_owned(),
+                    ops,
                     count: all.len() as u64,
                     total_ns: all.iter().fold(0, |sum: u64, &ns| sum.saturating_add(ns)),
-                    self_ns: self_ps / 1000,
+                    self_ns: round_ps_to_ns(self_ps),
                     p50_ns,
                     p99_ns,
                     max_ns: all.iter().copied().max().expect("non-empty"),
@@ -310,8 +338,14 @@ impl<'a> Tally<'a> {
     }
 }
 
+/// Picoseconds as nanoseconds, to the nearest: the writer ends an event a few picoseconds
+/// early when it ends with the event it lies in (see `xspace`).
 fn ps_to_ns(ps: i64) -> u64 {
-    (ps.max(0) / 1000) as u64
+    round_ps_to_ns(ps.max(0) as u64)
+}
+
+fn round_ps_to_ns(ps: u64) -> u64 {
+    ps / 1000 + u64::from(ps % 1000 >= 500)
 }
 
 /// Bytes in a short binary unit.

@@ -104,7 +104,7 @@ fn read_xspace(path: &Path) -> XSpace {
     xspace::decode(&std::fs::read(path).expect("read the profile")).expect("a valid XSpace")
 }
 
-/// Thread names and event names of the host plane.
+/// Thread names and event names (as recorded: the display names) of the host plane.
 fn host_lines(space: &XSpace) -> Vec<(String, Vec<String>)> {
     let plane = space
         .planes
@@ -118,7 +118,7 @@ fn host_lines(space: &XSpace) -> Vec<(String, Vec<String>)> {
             let names = line
                 .events
                 .iter()
-                .map(|e| plane.event_metadata[&e.metadata_id].name.clone())
+                .map(|e| plane.event_metadata[&e.metadata_id].display_name.clone())
                 .collect();
             (line.name.clone(), names)
         })

@@ -272,7 +272,10 @@ impl Output {
 
 /// The metadata ids of one plane.
 struct Ids<'s> {
+    /// Event metadata by the name xprof reads, one per op.
     events: Interner<'s>,
+    /// The recorded name of each, by id.
+    display_names: Vec<&'s str>,
     stats: Interner<'s>,
 }
 
@@ -280,16 +283,18 @@ impl<'s> Ids<'s> {
     fn new() -> Self {
         Ids {
             events: Interner::new(),
+            display_names: Vec::new(),
             stats: Interner::new(),
         }
     }
 
-    /// The plane's metadata maps, every id with its name.
+    /// The plane's metadata maps, every id with its names.
     fn metadata(&self) -> XPlane {
         let events = self.events.iter().map(|(id, name)| {
             let metadata = XEventMetadata {
                 id,
                 name: name.to_owned(),
+                display_name: self.display_names[(id - 1) as usize].to_owned(),
                 ..Default::default()
             };
             (id, metadata)
@@ -313,7 +318,10 @@ impl<'s> Ids<'s> {
     // Inlined into both passes, so that the event's fields stay in registers.
     #[inline(always)]
     fn event(&mut self, event: &EventView<'s, '_>) -> (i64, usize) {
-        let id = self.events.id_with_suffix(event.name, event.suffix);
+        let id = self.events.id(event.op);
+        if id as usize > self.display_names.len() {
+            self.display_names.push(event.name);
+        }
         let mut len = 1
             + wire::varint_len(id as u64)
             + 1

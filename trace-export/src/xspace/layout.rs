@@ -2,10 +2,16 @@
 //! step links, planned from a snapshot without copying any event.
 //!
 //! A thread whose events nest, the usual case, becomes one line that is the thread's own
-//! event list; the rules of nesting and of steps are `analysis`'s.
+//! event list; the rules of nesting and of steps are `analysis`'s. The event metadata, one
+//! per call site and what `ops` names it, is planned here too.
 
+use std::borrow::Cow;
+
+use ahash::AHashMap;
 use trace_runtime::snapshot::{Event, HeapEventKind, Snapshot, ThreadRecord};
+use trace_runtime::Callsite;
 
+use super::ops::{full_names, OpSource};
 use super::read::{Added, EventView, LineView, Stats, Visitor};
 use super::schema::{
     line_id, ns_to_ps, COUNTERS_LINE, COUNTERS_LINE_ID, HEAP_COUNTER, HEAP_COUNTER_STAT,
@@ -40,6 +46,7 @@ pub struct Layout<'a> {
     steps: Steps,
     /// The allocations and frees, on their threads' first lines.
     heap: HeapProfile,
+    ops: Ops,
     pub(super) warnings: Vec<String>,
 }
 
@@ -51,6 +58,7 @@ impl std::fmt::Debug for Layout<'_> {
             .field("lines", &self.lines.len())
             .field("events", &self.snapshot.event_count())
             .field("steps", &self.steps.markers.len())
+            .field("ops", &self.ops.names.len())
             .field("warnings", &self.warnings)
             .finish()
     }
@@ -80,6 +88,14 @@ impl<'a> LinePlan<'a> {
             picked,
             links: Vec::new(),
             heap_of: None,
+        }
+    }
+
+    /// The event at `position` in the line.
+    fn get(&self, position: usize) -> Option<&'a Event> {
+        match &self.picked {
+            None => self.events.get(position),
+            Some(picked) => picked.get(position).map(|&i| &self.events[i]),
         }
     }
 
@@ -139,11 +155,13 @@ impl<'a> Layout<'a> {
                 line.links = step_links(line.iter(), &steps);
             }
         }
+        let ops = Ops::new(snapshot, &lines, &steps);
         Layout {
             snapshot,
             host: host.to_owned(),
             lines,
             steps,
+            ops,
             warnings: warnings(snapshot, &heap),
             heap,
         }
@@ -169,6 +187,7 @@ impl<'a> Layout<'a> {
     pub(super) fn visit<'s, V: Visitor<'s>>(&'s self, visitor: &mut V) {
         visitor.plane(HOST_PLANE);
         let duration_ps = (self.snapshot.duration_ns as i64).saturating_mul(PS_PER_NS);
+        let mut recent = Recent::new();
         for (index, line) in self.lines.iter().enumerate() {
             visitor.line(&LineView {
                 id: line.id,
@@ -178,17 +197,30 @@ impl<'a> Layout<'a> {
                 timestamp_ns: 0,
                 duration_ps,
             });
-            let markers = if index == self.steps.line {
-                &self.steps.markers[..]
-            } else {
-                &[]
-            };
-            let heap = HeapEvents {
+            let markers = markers_on(&self.steps, index);
+            let mut heap = HeapEvents {
                 samples: line.heap_of.map_or(&[], |t| &self.heap.threads[t][..]),
                 // Off the markers' line, each is linked to its step by time.
                 steps: (index != self.steps.line).then_some(&self.steps),
             };
-            visit_line(line, markers, heap, visitor);
+            walk_line(line, markers, |event, role, added, duration_ps| {
+                if !heap.samples.is_empty() {
+                    heap.visit_before(Some(event.start_ns), visitor);
+                }
+                let op = self.ops.find(&mut recent, event, role);
+                let metadata = match role {
+                    Role::MarkerSelf => &[],
+                    Role::Op | Role::Marker => event.all_metadata(),
+                };
+                visitor.event(&EventView {
+                    name: &self.ops.recorded[op],
+                    op: &self.ops.names[op],
+                    offset_ps: ns_to_ps(event.start_ns),
+                    duration_ps,
+                    stats: Stats::Recorded { metadata, added },
+                });
+            });
+            heap.visit_before(None, visitor);
             visitor.line_end();
         }
         if !self.heap.in_use.is_empty() && visitor.wants_counters() {
@@ -202,8 +234,8 @@ impl<'a> Layout<'a> {
             });
             for &(time_ns, in_use) in &self.heap.in_use {
                 visitor.event(&EventView {
-                    name: HEAP_COUNTER,
-                    suffix: "",
+                    name: "",
+                    op: HEAP_COUNTER,
                     offset_ps: ns_to_ps(time_ns),
                     duration_ps: 0,
                     stats: Stats::Counter {
@@ -237,11 +269,13 @@ impl<'s> HeapEvents<'s> {
         for sample in now {
             let link = self.steps.and_then(|steps| steps.at(sample.time_ns));
             visitor.event(&EventView {
-                name: match sample.kind {
+                // Named as TensorFlow's allocators name them, with no name to show: the
+                // trace viewer hides them, and the other readers draw or count them.
+                name: "",
+                op: match sample.kind {
                     HeapEventKind::Allocation => MEMORY_ALLOCATION,
                     HeapEventKind::Deallocation => MEMORY_DEALLOCATION,
                 },
-                suffix: "",
                 offset_ps: ns_to_ps(sample.time_ns),
                 duration_ps: 0,
                 stats: Stats::Heap {
@@ -253,64 +287,83 @@ impl<'s> HeapEvents<'s> {
     }
 }
 
-/// Visits the events of one line; `markers` are the positions of its step markers. The
-/// heap events go in among them by time.
+/// What an event stands for in the profile, which decides its metadata.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Role {
+    /// Any recorded event but a root step marker: an op.
+    Op,
+    /// A root step marker (`_r`).
+    Marker,
+    /// The event the exporter adds for a childless root marker's own time.
+    MarkerSelf,
+}
+
+/// Calls `each` with the events of one line in order, as the profile holds them: each
+/// recorded event with its role, the stats the exporter adds to it and its duration in
+/// picoseconds, and the synthetic child of a root step marker that has none. `markers` are
+/// the positions of the line's root step markers.
+///
+/// An event that ends when an event it lies in ends is written 1 ps shorter per such event:
+/// xprof's op statistics sort begins and ends by time, keeping the line's order on ties,
+/// which puts the outer end first and drops the inner op. The recorded times are whole
+/// nanoseconds, and the inner scope did end first, so the order is the true one; readers
+/// round to nanoseconds.
 #[inline]
-fn visit_line<'s, V: Visitor<'s>>(
-    line: &'s LinePlan<'_>,
+fn walk_line<'a>(
+    line: &LinePlan<'a>,
     markers: &[usize],
-    mut heap: HeapEvents<'s>,
-    visitor: &mut V,
+    mut each: impl FnMut(&'a Event, Role, Added, i64),
 ) {
     let mut events = line.iter().peekable();
     let mut markers = markers.iter().enumerate().peekable();
     let mut links = line.links.iter().peekable();
+    // The ends of the events that the current one lies in, innermost last (non-increasing:
+    // the line nests).
+    let mut open: Vec<u64> = Vec::new();
     let mut position = 0;
     while let Some(event) = events.next() {
-        if !heap.samples.is_empty() {
-            heap.visit_before(Some(event.start_ns), visitor);
+        while let Some(&end) = open.last() {
+            if end > event.start_ns {
+                break;
+            }
+            open.pop();
         }
-        let offset_ps = ns_to_ps(event.start_ns);
-        let duration_ps = ns_to_ps(event.end_ns.saturating_sub(event.start_ns));
+        let ties = match open.last() {
+            Some(&end) if end == event.end_ns => (open.iter().rev())
+                .take_while(|&&end| end == event.end_ns)
+                .count(),
+            _ => 0,
+        };
+        let recorded_ps = ns_to_ps(event.end_ns.saturating_sub(event.start_ns));
+        let shortened = |by: usize| recorded_ps.saturating_sub(by as i64).max(0);
+        let duration = shortened(ties);
         // Markers and links are sorted by position: each is the next one or not there.
         // (Links are never on the markers' line: their events are grouped by nesting.)
-        let mut added = Added::None;
         let marker = markers.next_if(|&(_, &at)| at == position);
         if let Some((step, _)) = marker {
-            added = Added::Marker(step_link_id(step));
+            each(
+                event,
+                Role::Marker,
+                Added::Marker(step_link_id(step)),
+                duration,
+            );
         } else if let Some(&(_, step)) = links.next_if(|&&(at, _)| at == position) {
-            added = Added::Link(step_link_id(step));
+            each(event, Role::Op, Added::Link(step_link_id(step)), duration);
+        } else {
+            each(event, Role::Op, Added::None, duration);
         }
-        visitor.event(&EventView {
-            name: event.name(),
-            suffix: "",
-            offset_ps,
-            duration_ps,
-            stats: Stats::Recorded {
-                metadata: event.all_metadata(),
-                added,
-            },
-        });
-        // xprof keeps only steps with some compute inside: a marker with no nested event
-        // gets a child that stands for its own time.
-        let has_child = events
-            .peek()
-            .is_some_and(|next| next.start_ns < event.end_ns);
-        if marker.is_some() && !has_child {
-            visitor.event(&EventView {
-                name: event.name(),
-                suffix: SELF_SUFFIX,
-                offset_ps,
-                duration_ps,
-                stats: Stats::Recorded {
-                    metadata: &[],
-                    added: Added::Synthetic,
-                },
-            });
+        if marker.is_some() && needs_own_time(event, events.peek().copied()) {
+            // It lies in the marker and ends with it.
+            each(
+                event,
+                Role::MarkerSelf,
+                Added::Synthetic,
+                shortened(ties + 1),
+            );
         }
+        open.push(event.end_ns);
         position += 1;
     }
-    heap.visit_before(None, visitor);
 }
 
 /// Adds the lines of one thread: its synchronous events, on as many lines as they need to
@@ -340,6 +393,215 @@ fn plan_thread<'a>(thread: &'a ThreadRecord, lines: &mut Vec<LinePlan<'a>>) {
         let name = format!("{} (async {})", thread.name, k + 1);
         let id = line_id(thread.thread_id, 1000 + k);
         lines.push(LinePlan::new(id, name, events, Some(picked)));
+    }
+}
+
+/// Whether a root step marker gets a child that stands for its own time: xprof keeps only
+/// steps with some compute inside, and a marker with no event nested in it (the `next` on its
+/// line starts at its end or later) has none.
+fn needs_own_time(marker: &Event, next: Option<&Event>) -> bool {
+    next.is_none_or(|next| next.start_ns >= marker.end_ns)
+}
+
+/// The positions of the root step markers on the line numbered `index`.
+fn markers_on(steps: &Steps, index: usize) -> &[usize] {
+    if index == steps.line {
+        &steps.markers
+    } else {
+        &[]
+    }
+}
+
+/// The event metadata of the host plane, planned before any of it is written: one per call
+/// site, per name of the events recorded without one (`Trace::new`, `tracing` spans), per
+/// name of root step markers, and per childless marker's own time (each role apart, so that
+/// a call site's root markers keep their name and its other events are an op). The
+/// encoder numbers them in the order the profile first holds them.
+///
+/// Planned here rather than as the encoder meets them, because the names tell call sites
+/// apart by their place in the source (`ops`), which takes knowing all of them, and the
+/// Chrome trace and the report, written alongside, read the same names.
+struct Ops {
+    /// Per op: what its events were recorded as (a marker's own time: the marker's name and
+    /// `/self`), and the name xprof reads.
+    recorded: Vec<Cow<'static, str>>,
+    names: Vec<String>,
+    /// Ops by call site address, and by name for events without a call site.
+    sites: AHashMap<(usize, Role), usize>,
+    named: AHashMap<(&'static str, Role), usize>,
+}
+
+impl Ops {
+    fn new(snapshot: &Snapshot, lines: &[LinePlan<'_>], steps: &Steps) -> Ops {
+        let mut plan = OpsPlan {
+            ops: Ops {
+                recorded: Vec::new(),
+                names: Vec::new(),
+                sites: AHashMap::new(),
+                named: AHashMap::new(),
+            },
+            sources: Vec::new(),
+            events: Vec::new(),
+            recent: Recent::new(),
+        };
+        // Every event is an op of its call site (or name)...
+        for thread in snapshot.threads() {
+            for event in &thread.events {
+                plan.count(event, Role::Op, 1);
+            }
+        }
+        // ...but a root step marker, and a childless one has a child that is one.
+        if let Some(line) = lines.get(steps.line) {
+            for &position in &steps.markers {
+                let marker = line
+                    .get(position)
+                    .expect("a marker is an event of its line");
+                plan.count(marker, Role::Op, -1);
+                plan.count(marker, Role::Marker, 1);
+                if needs_own_time(marker, line.get(position + 1)) {
+                    plan.count(marker, Role::MarkerSelf, 1);
+                }
+            }
+        }
+        // Only the ops that some event is get a name.
+        let OpsPlan {
+            mut ops,
+            sources,
+            events,
+            ..
+        } = plan;
+        let live: Vec<usize> = (0..events.len()).filter(|&op| events[op] > 0).collect();
+        let live_sources: Vec<OpSource<'_>> = (live.iter())
+            .map(|&op| OpSource {
+                recorded: &ops.recorded[op],
+                site: sources[op].0,
+                marker: sources[op].1,
+            })
+            .collect();
+        let names = full_names(&live_sources);
+        ops.names = vec![String::new(); events.len()];
+        for (op, name) in live.into_iter().zip(names) {
+            ops.names[op] = name;
+        }
+        ops
+    }
+
+    /// The op of `event` in `role`.
+    #[inline]
+    fn find(&self, recent: &mut Recent, event: &Event, role: Role) -> usize {
+        let key = Recent::key(event, role);
+        if let Some(op) = recent.get(key) {
+            return op;
+        }
+        let op = (self.lookup(event, role)).expect("the layout plans the op of every event");
+        recent.put(key, op);
+        op
+    }
+
+    #[inline(never)]
+    fn lookup(&self, event: &Event, role: Role) -> Option<usize> {
+        match event.callsite() {
+            Some(site) => self.sites.get(&(address(site), role)),
+            None => self.named.get(&(event.name(), role)),
+        }
+        .copied()
+    }
+}
+
+/// [`Ops`] being planned: each op's call site and role, and how many events it has.
+struct OpsPlan {
+    ops: Ops,
+    sources: Vec<(Option<&'static Callsite>, bool)>,
+    events: Vec<isize>,
+    recent: Recent,
+}
+
+impl OpsPlan {
+    /// Counts `n` more events for the op of `event` in `role`, made if it is new.
+    #[inline]
+    fn count(&mut self, event: &Event, role: Role, n: isize) {
+        let key = Recent::key(event, role);
+        let op = match self.recent.get(key) {
+            Some(op) => op,
+            None => {
+                let op = self
+                    .ops
+                    .lookup(event, role)
+                    .unwrap_or_else(|| self.add(event, role));
+                self.recent.put(key, op);
+                op
+            }
+        };
+        self.events[op] += n;
+    }
+
+    #[inline(never)]
+    fn add(&mut self, event: &Event, role: Role) -> usize {
+        let ops = &mut self.ops;
+        let op = ops.recorded.len();
+        let name = event.name();
+        ops.recorded.push(match role {
+            Role::MarkerSelf => Cow::Owned(format!("{name}{SELF_SUFFIX}")),
+            Role::Op | Role::Marker => Cow::Borrowed(name),
+        });
+        match event.callsite() {
+            Some(site) => ops.sites.insert((address(site), role), op),
+            None => ops.named.insert((name, role), op),
+        };
+        self.sources.push((event.callsite(), role == Role::Marker));
+        self.events.push(0);
+        op
+    }
+}
+
+fn address(site: &'static Callsite) -> usize {
+    site as *const Callsite as usize
+}
+
+/// The ops of the events met last, by the address of their call site or name, so that the
+/// usual lookup hashes no text: most events come from a few call sites.
+struct Recent(Box<[(usize, usize, usize); RECENT]>);
+
+/// Entries of a [`Recent`] table.
+const RECENT: usize = 256;
+
+impl Recent {
+    fn new() -> Self {
+        // No call site or name is at address 0, so the empty table matches nothing.
+        Recent(Box::new([(0, 0, 0); RECENT]))
+    }
+
+    /// An event's key: its call site's address and role, or its name's address, length and
+    /// role (odd, so that the two never meet).
+    #[inline]
+    fn key(event: &Event, role: Role) -> (usize, usize) {
+        match event.callsite() {
+            Some(site) => (address(site), (role as usize) << 1),
+            None => {
+                let name = event.name();
+                (
+                    name.as_ptr() as usize,
+                    (name.len() << 2 | role as usize) << 1 | 1,
+                )
+            }
+        }
+    }
+
+    #[inline]
+    fn slot((address, tag): (usize, usize)) -> usize {
+        // Fibonacci hashing picks the slot.
+        ((address ^ tag).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) % RECENT
+    }
+
+    #[inline]
+    fn get(&self, key: (usize, usize)) -> Option<usize> {
+        let (address, tag, op) = self.0[Self::slot(key)];
+        ((address, tag) == key).then_some(op)
+    }
+
+    #[inline]
+    fn put(&mut self, key: (usize, usize), op: usize) {
+        self.0[Self::slot(key)] = (key.0, key.1, op);
     }
 }
 

@@ -12,6 +12,13 @@
 //! inside a step's time window gets the matching consumer link `_ct/_c`: the work of data
 //! loaders and worker pools counts toward the step during which it ran, **by time**.
 //!
+//! Names: xprof counts a host event as a framework op (framework_op_stats, the overview
+//! page's op figures) only when its metadata name reads `<op name>:<OpType>`, and keys ops by
+//! that name. So each call site's events get such a name of their own
+//! (`my_crate::train::forward` is `my_crate/train/forward:Forward`; the rule is `ops`'s),
+//! and the name as recorded is the metadata's `display_name`, which xprof's trace viewer, the
+//! Chrome trace and the report show. Root step markers keep their own name.
+//!
 //! # How the export stays fast
 //!
 //! A profile holds millions of events, most of them three integers (metadata id, offset,
@@ -24,9 +31,10 @@
 //!
 //! # Modules
 //!
-//! `schema` holds the names xprof reads, `layout` plans lines and steps (with the rules of
-//! `analysis`), `encode` writes the bytes, and `read` is the read model that the encoder,
-//! the Chrome trace and the report share.
+//! `schema` holds the names xprof reads, `ops` the rule that names each call site's events
+//! as an op, `layout` plans lines, steps and event metadata (with the rules of `analysis`),
+//! `encode` writes the bytes, and `read` is the read model that the encoder, the Chrome
+//! trace and the report share.
 //!
 //! The Chrome trace ([`chrome`](crate::chrome)) and the text report
 //! ([`report`](crate::report)) read a [`Layout`] the same way, through [`Profile`], so that
@@ -35,6 +43,7 @@
 
 mod encode;
 mod layout;
+mod ops;
 mod read;
 mod schema;
 

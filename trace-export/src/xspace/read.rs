@@ -2,7 +2,6 @@
 //! text report and the XSpace encoder read them, whether planned from a recording (without
 //! building any message) or decoded from a file.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use ahash::AHashMap;
@@ -42,23 +41,27 @@ pub(crate) struct LineView<'s> {
 
 /// One event of a line.
 pub(crate) struct EventView<'s, 'v> {
-    /// The name is `name` followed by `suffix` (empty but for the events standing for a step
-    /// marker's own time, whose name is built).
+    /// The name it was recorded with, for people to read (its metadata's `display_name`;
+    /// empty when there is none).
     pub(crate) name: &'s str,
-    pub(crate) suffix: &'static str,
+    /// The name xprof reads (its metadata's `name`): an op full name such as
+    /// `my_crate/train/forward:Forward`, or a root step marker's own name.
+    pub(crate) op: &'s str,
     /// Start in picoseconds after the line's base time.
     pub(crate) offset_ps: i64,
     pub(crate) duration_ps: i64,
     pub(crate) stats: Stats<'s, 'v>,
 }
 
-impl EventView<'_, '_> {
-    /// The event's full name.
-    pub(crate) fn full_name(&self) -> Cow<'_, str> {
-        if self.suffix.is_empty() {
-            Cow::Borrowed(self.name)
+impl<'s> EventView<'s, '_> {
+    /// The name to show: the recorded one, else (none recorded, or a file that has no display
+    /// names) the name xprof reads, as xprof's trace viewer shows events.
+    #[inline]
+    pub(crate) fn shown(&self) -> &'s str {
+        if self.name.is_empty() {
+            self.op
         } else {
-            Cow::Owned(format!("{}{}", self.name, self.suffix))
+            self.name
         }
     }
 }
@@ -288,9 +291,10 @@ pub(super) fn visit_space<'s, V: Visitor<'s>>(space: &'s XSpace, visitor: &mut V
                     Some(x_event::Data::OffsetPs(ps)) => ps,
                     _ => 0,
                 };
+                let (op, name) = view.event_names(event);
                 visitor.event(&EventView {
-                    name: view.event_name(event),
-                    suffix: "",
+                    name,
+                    op,
                     offset_ps,
                     duration_ps: event.duration_ps,
                     stats: Stats::Decoded {
@@ -306,7 +310,8 @@ pub(super) fn visit_space<'s, V: Visitor<'s>>(space: &'s XSpace, visitor: &mut V
 
 /// A decoded plane's metadata names by id.
 pub(crate) struct PlaneView<'s> {
-    event_names: BTreeMap<i64, &'s str>,
+    /// Each event metadata's `name` and `display_name`.
+    event_names: BTreeMap<i64, (&'s str, &'s str)>,
     stat_names: BTreeMap<i64, &'s str>,
 }
 
@@ -316,7 +321,7 @@ impl<'s> PlaneView<'s> {
             event_names: plane
                 .event_metadata
                 .iter()
-                .map(|(id, m)| (*id, m.name.as_str()))
+                .map(|(id, m)| (*id, (m.name.as_str(), m.display_name.as_str())))
                 .collect(),
             stat_names: plane
                 .stat_metadata
@@ -326,11 +331,12 @@ impl<'s> PlaneView<'s> {
         }
     }
 
-    fn event_name(&self, event: &XEvent) -> &'s str {
+    /// An event's metadata `name` and `display_name`; an unknown id names nothing.
+    fn event_names(&self, event: &XEvent) -> (&'s str, &'s str) {
         self.event_names
             .get(&event.metadata_id)
             .copied()
-            .unwrap_or("")
+            .unwrap_or(("", ""))
     }
 
     fn stat_name(&self, stat: &XStat) -> &'s str {
@@ -365,10 +371,8 @@ impl<'s> PlaneView<'s> {
 /// name it sees is borrowed for `'s`.)
 pub(crate) struct Interner<'s> {
     recent: Box<[(usize, usize, i64); RECENT]>,
-    ids: AHashMap<Cow<'s, str>, i64>,
-    names: Vec<Cow<'s, str>>,
-    /// Where names with a suffix are built for lookup.
-    scratch: String,
+    ids: AHashMap<&'s str, i64>,
+    names: Vec<&'s str>,
 }
 
 /// Entries of an interner's address table.
@@ -381,7 +385,6 @@ impl<'s> Interner<'s> {
             recent: Box::new([(0, 0, 0); RECENT]),
             ids: AHashMap::new(),
             names: Vec::new(),
-            scratch: String::new(),
         }
     }
 
@@ -395,52 +398,29 @@ impl<'s> Interner<'s> {
         if seen == address && len == name.len() {
             return id;
         }
-        let id = self.id_of_text(name, "");
+        let id = self.id_of_text(name);
         self.recent[slot] = (address, name.len(), id);
         id
     }
 
-    /// The id of `name` followed by `suffix`.
-    #[inline]
-    pub(crate) fn id_with_suffix(&mut self, name: &'s str, suffix: &str) -> i64 {
-        if suffix.is_empty() {
-            self.id(name)
-        } else {
-            self.id_of_text(name, suffix)
-        }
-    }
-
     #[inline(never)]
-    fn id_of_text(&mut self, name: &'s str, suffix: &str) -> i64 {
-        let text = if suffix.is_empty() {
-            name
-        } else {
-            self.scratch.clear();
-            self.scratch.push_str(name);
-            self.scratch.push_str(suffix);
-            &self.scratch
-        };
-        if let Some(&id) = self.ids.get(text) {
+    fn id_of_text(&mut self, name: &'s str) -> i64 {
+        if let Some(&id) = self.ids.get(name) {
             return id;
         }
-        let text = if suffix.is_empty() {
-            Cow::Borrowed(name)
-        } else {
-            Cow::Owned(text.to_owned())
-        };
         let id = self.names.len() as i64 + 1;
-        self.names.push(text.clone());
-        self.ids.insert(text, id);
+        self.names.push(name);
+        self.ids.insert(name, id);
         id
     }
 
     /// The name of `id`.
-    pub(crate) fn name(&self, id: i64) -> &str {
-        &self.names[(id - 1) as usize]
+    pub(crate) fn name(&self, id: i64) -> &'s str {
+        self.names[(id - 1) as usize]
     }
 
     /// `(id, name)` of every name, by id.
-    pub(super) fn iter(&self) -> impl Iterator<Item = (i64, &str)> {
-        (1..).zip(self.names.iter().map(|name| name.as_ref()))
+    pub(super) fn iter(&self) -> impl Iterator<Item = (i64, &'s str)> + '_ {
+        (1..).zip(self.names.iter().copied())
     }
 }

@@ -28,8 +28,15 @@ pub(crate) fn is_heap_event(name: &str, duration_ps: i64) -> bool {
     duration_ps == 0 && (name == MEMORY_ALLOCATION || name == MEMORY_DEALLOCATION)
 }
 
-/// What the name of the event standing for a step marker's own time adds to the marker's
-/// name. The `/` keeps xprof from taking it for a step marker itself.
+/// What the recorded name of the event standing for a childless step marker's own time adds
+/// to the marker's name. xprof keeps a step only if some host compute lies inside it, which
+/// a marker is not: this child is that compute. Like every event but a root marker it is
+/// named as an op (`Train/self:Self`), so the step breakdown counts the marker's time as
+/// host compute, as it did before, and framework_op_stats lists it as an op of type `Self`
+/// instead of leaving it to `IDLE`. The `/` in it keeps xprof from taking it for a step
+/// marker. A marker with children gets none: its own time, spent in code between them that
+/// records nothing, is the step's "All Others" time (less what linked work of other threads
+/// covers), as TensorFlow's Python time between ops is.
 pub(crate) const SELF_SUFFIX: &str = "/self";
 /// The producer/consumer type used for step links.
 pub(crate) const STEP_LINK_TYPE: i64 = 1;

@@ -6,7 +6,7 @@
 //!   every time, and the same whatever addresses the names live at;
 //! * that `XSpace` says what was recorded ([`model::check_read_back`]): every event once on
 //!   a line of its thread with its name, times and metadata, lines that nest, the step
-//!   markers and their links;
+//!   markers and their links, one op per call site named as xprof parses ops;
 //! * the Chrome trace and the report read from the [`Layout`] equal those read from the
 //!   decoded file, and say what that file holds ([`model::check_chrome`],
 //!   [`model::expected_report`]), for files this crate never writes as well.
@@ -20,7 +20,7 @@ use proptest::prelude::*;
 use prost::Message;
 use trace_runtime::clock::ClockKind;
 use trace_runtime::snapshot::{Event, Recording, Snapshot, ThreadRecord};
-use trace_runtime::Value;
+use trace_runtime::{Callsite, Value};
 
 use super::*;
 use crate::chrome;
@@ -53,6 +53,24 @@ fn with(event: Event, key: &'static str, value: impl Into<Value<'static>>) -> Ev
 
 fn step(name: &'static str, step: i64, start_ns: u64, end_ns: u64) -> Event {
     with(event(name, start_ns, end_ns), "step_num", step)
+}
+
+/// Call sites as the macros make them: two of them and a named event share a name, one is a
+/// function's path, one records step markers.
+static LOAD_EARLY: Callsite = Callsite::new("load", "app::data", "src/data.rs", 10, 2);
+static LOAD_LATE: Callsite = Callsite::new("load", "app::data", "src/data.rs", 42, 2);
+static FORWARD: Callsite = Callsite::new(
+    "my_crate::train::forward",
+    "my_crate::train",
+    "src/train.rs",
+    7,
+    2,
+);
+static TRAIN: Callsite = Callsite::new("Train", "my_crate", "src/main.rs", 3, 2);
+
+/// An event recorded at `site`.
+fn at(site: &'static Callsite, start_ns: u64, end_ns: u64) -> Event {
+    Event::new("", start_ns, end_ns).at(site)
 }
 
 /// A name that is equal to `text` but not at the address of any literal.
@@ -230,6 +248,32 @@ fn fixtures() -> Vec<(&'static str, Snapshot)> {
         snapshot(vec![busy, quiet, thread(7, "", vec![event("op", 1, 2)])]),
     ));
 
+    // Call sites: two that share a name with each other and with a named event, root
+    // markers of a call site whose other events are ops, names xprof reserves.
+    let train = |step: i64, start: u64, end: u64| with(at(&TRAIN, start, end), "step_num", step);
+    let main = vec![
+        train(0, 0, 100),
+        at(&FORWARD, 10, 40),
+        at(&LOAD_LATE, 12, 20),
+        at(&LOAD_EARLY, 20, 30),
+        // Ends with the event it lies in.
+        event("load", 30, 40),
+        train(1, 100, 200),
+        train(7, 110, 150),
+        event("IDLE", 120, 130),
+        at(&FORWARD, 160, 170),
+        event(leaked("load"), 170, 180),
+    ];
+    let worker = vec![
+        train(2, 5, 50),
+        at(&LOAD_EARLY, 10, 20),
+        event("Iterator", 60, 70),
+    ];
+    fixtures.push((
+        "call sites",
+        snapshot(vec![thread(1, "main", main), thread(2, "worker", worker)]),
+    ));
+
     fixtures.push(("empty", snapshot(Vec::new())));
     fixtures
 }
@@ -260,6 +304,9 @@ fn moved(snapshot: &Snapshot) -> Snapshot {
                 .collect();
             let mut copy = Event::new(elsewhere(event.name()), event.start_ns, event.end_ns)
                 .with_metadata(metadata);
+            if let Some(site) = event.callsite() {
+                copy = copy.at(site);
+            }
             if event.is_async() {
                 copy = copy.asynchronous();
             }
@@ -366,6 +413,68 @@ fn the_fixtures_cover_what_they_claim() {
     let ids: Vec<i64> = hostile.planes[0].lines.iter().map(|l| l.id).collect();
     assert_eq!(ids, [7, 0]);
     assert_eq!(hostile.warnings.len(), 2);
+
+    // Event metadata: (name, display name). Every event but a root marker is an op.
+    let metadata = |space: &XSpace| -> Vec<(String, String)> {
+        let mut all: Vec<_> = (space.planes[0].event_metadata.values())
+            .map(|m| (m.name.clone(), m.display_name.clone()))
+            .collect();
+        all.sort();
+        all
+    };
+    let owned = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        let mut all: Vec<_> = (pairs.iter())
+            .map(|(name, display)| (name.to_string(), display.to_string()))
+            .collect();
+        all.sort();
+        all
+    };
+    assert_eq!(
+        metadata(&hostile),
+        owned(&[
+            ("op:Op", "op"),
+            ("x", "x"),
+            // The marker's own time comes first, so the real `x/self` is the second.
+            ("x/self:Self", "x/self"),
+            ("x/self_2:Self", "x/self"),
+            ("unnamed:Unnamed", ""),
+            ("q:Q", "名前 \"q\" \\ \n 🦀"),
+            ("zero:Zero", "zero"),
+            ("far:Far", "far"),
+        ])
+    );
+    // Call sites that share a name: the named event first, then by file and line. Root
+    // markers keep their name; the same call site's other events are an op.
+    assert_eq!(
+        metadata(&space("call sites")),
+        owned(&[
+            ("Train", "Train"),
+            ("Train:Train", "Train"),
+            ("my_crate/train/forward:Forward", "my_crate::train::forward"),
+            ("load:Load", "load"),
+            ("load_2:Load", "load"),
+            ("load_3:Load", "load"),
+            ("IDLE_2:Idle", "IDLE"),
+            ("Iterator_2:Iterator", "Iterator"),
+        ])
+    );
+    let calls = space("call sites");
+    let plane = &calls.planes[0];
+    let name_at = |line: usize, event: usize| {
+        let id = plane.lines[line].events[event].metadata_id;
+        plane.event_metadata[&id].name.as_str()
+    };
+    assert_eq!(name_at(0, 2), "load_3:Load", "the later line");
+    assert_eq!(name_at(0, 3), "load_2:Load", "the earlier line");
+    assert_eq!(
+        name_at(1, 1),
+        "load_2:Load",
+        "the same call site on another thread"
+    );
+    assert_eq!(name_at(0, 9), "load:Load", "the same name elsewhere");
+    // An event that ends with the event it lies in ends 1 ps before it.
+    let duration_at = |line: usize, event: usize| plane.lines[line].events[event].duration_ps;
+    assert_eq!((duration_at(0, 1), duration_at(0, 4)), (30_000, 9_999));
 }
 
 /// A decoded profile may hold what this crate never writes: several host planes, line
@@ -469,15 +578,16 @@ fn interner_numbers_texts_not_addresses() {
     assert_eq!(interner.id("train"), 2);
     assert_eq!(interner.id(op), 1);
     assert_eq!(interner.id("op"), 1);
-    assert_eq!(interner.id_with_suffix("train", "/self"), 3);
     assert_eq!(interner.id(leaked("train/self")), 3);
-    assert_eq!(interner.id_with_suffix("op", ""), 1);
+    assert_eq!(interner.id("train/self"), 3);
+    assert_eq!(interner.id(&op[..1]), 4);
     assert_eq!(interner.name(3), "train/self");
+    assert_eq!(interner.name(4), "o");
     // Many names, more than the address table holds: ids stay right after evictions.
     let many: Vec<&'static str> = (0..2000).map(|i| leaked(&format!("n{i}"))).collect();
     for round in 0..2 {
         for (i, name) in many.iter().enumerate() {
-            assert_eq!(interner.id(name), i as i64 + 4, "round {round}");
+            assert_eq!(interner.id(name), i as i64 + 5, "round {round}");
         }
     }
 }
@@ -485,11 +595,24 @@ fn interner_numbers_texts_not_addresses() {
 // ---------------------------------------------------------------------------------------------
 // Random recordings
 
-/// Event names, a few of them also at a second address.
+/// Event names, a few of them also at a second address, and some that differ only in what
+/// an op name cannot hold.
 fn name() -> impl Strategy<Value = &'static str> {
     static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
     let names = NAMES.get_or_init(|| {
-        let texts = ["a", "b", "Train", "x", "x/self", "", "名前 \"q\" \\ \n 🦀"];
+        let texts = [
+            "a",
+            "b",
+            "Train",
+            "x",
+            "x/self",
+            "",
+            "名前 \"q\" \\ \n 🦀",
+            "load",
+            "load:Load",
+            "a b",
+            "IDLE",
+        ];
         texts
             .iter()
             .copied()
@@ -497,6 +620,31 @@ fn name() -> impl Strategy<Value = &'static str> {
             .collect()
     });
     prop::sample::select(names.clone())
+}
+
+/// Where an event comes from: a name (events recorded without a call site) or a call site.
+#[derive(Clone, Copy, Debug)]
+enum Origin {
+    Named(&'static str),
+    Site(&'static Callsite),
+}
+
+/// Usually a name; else one of a few call sites, which share names with each other and
+/// with named events.
+fn origin() -> impl Strategy<Value = Origin> {
+    let sites: Vec<&'static Callsite> = vec![&LOAD_EARLY, &LOAD_LATE, &FORWARD, &TRAIN];
+    prop_oneof![
+        3 => name().prop_map(Origin::Named),
+        1 => prop::sample::select(sites).prop_map(Origin::Site),
+    ]
+}
+
+/// An event from `origin`.
+fn recorded(origin: Origin, start: u64, end: u64) -> Event {
+    match origin {
+        Origin::Named(name) => event(name, start, end),
+        Origin::Site(site) => at(site, start, end),
+    }
 }
 
 /// Metadata values of every kind, with the values at the edges.
@@ -547,28 +695,29 @@ struct Scope {
     gap: u64,
     /// Its length, at least; it lasts until its last child ends.
     len: u64,
-    name: &'static str,
+    /// Its name, or its call site.
+    origin: Origin,
     step: Option<Value<'static>>,
     metadata: Metadata,
     children: Vec<Scope>,
 }
 
 fn scope() -> impl Strategy<Value = Scope> {
-    let own = || (0u64..20, 0u64..40, name(), step_value(), metadata());
-    let leaf = own().prop_map(|(gap, len, name, step, metadata)| Scope {
+    let own = || (0u64..20, 0u64..40, origin(), step_value(), metadata());
+    let leaf = own().prop_map(|(gap, len, origin, step, metadata)| Scope {
         gap,
         len,
-        name,
+        origin,
         step,
         metadata,
         children: Vec::new(),
     });
     leaf.prop_recursive(3, 24, 4, move |inner| {
         (own(), prop::collection::vec(inner, 0..4)).prop_map(
-            |((gap, len, name, step, metadata), children)| Scope {
+            |((gap, len, origin, step, metadata), children)| Scope {
                 gap,
                 len,
-                name,
+                origin,
                 step,
                 metadata,
                 children,
@@ -583,7 +732,7 @@ fn record(scope: &Scope, start: u64, events: &mut Vec<Event>) -> u64 {
     let at = events.len();
     let mut metadata = scope.metadata.clone();
     metadata.extend(scope.step.clone().map(|step| ("step_num", step)));
-    events.push(described(event(scope.name, start, start), metadata));
+    events.push(described(recorded(scope.origin, start, start), metadata));
     let mut end = start;
     for child in &scope.children {
         end = record(child, end + child.gap, events);
@@ -595,9 +744,9 @@ fn record(scope: &Scope, start: u64, events: &mut Vec<Event>) -> u64 {
 /// An event's metadata.
 type Metadata = Vec<(&'static str, Value<'static>)>;
 
-/// Free-standing events: `(start, len, name, metadata)`.
-fn loose() -> impl Strategy<Value = Vec<(u64, u64, &'static str, Metadata)>> {
-    prop::collection::vec((0u64..400, 0u64..150, name(), metadata()), 0..6)
+/// Free-standing events: `(start, len, origin, metadata)`.
+fn loose() -> impl Strategy<Value = Vec<(u64, u64, Origin, Metadata)>> {
+    prop::collection::vec((0u64..400, 0u64..150, origin(), metadata()), 0..6)
 }
 
 /// Random threads: nested scopes (training loops with step markers among them), scopes
@@ -632,11 +781,12 @@ fn arbitrary_snapshot() -> impl Strategy<Value = Snapshot> {
                     for scope in &scopes {
                         end = record(scope, end + scope.gap, &mut events);
                     }
-                    for (start, len, name, metadata) in overlapping {
-                        events.push(described(event(name, start, start + len), metadata));
+                    for (start, len, origin, metadata) in overlapping {
+                        events.push(described(recorded(origin, start, start + len), metadata));
                     }
-                    for (start, len, name, metadata) in async_events {
-                        events.push(described(asynchronous(name, start, start + len), metadata));
+                    for (start, len, origin, metadata) in async_events {
+                        let event = recorded(origin, start, start + len).asynchronous();
+                        events.push(described(event, metadata));
                     }
                     if far {
                         events.push(event("far", u64::MAX / 2, u64::MAX / 2 + 10));
@@ -715,45 +865,52 @@ fn arbitrary_space() -> impl Strategy<Value = XSpace> {
             0..5,
         )
     };
+    // Event metadata with a display name or none, as other writers leave it.
+    let display_names = prop::collection::vec(
+        prop::sample::select(vec!["", "", "a", "shown \"a\"\n🦀"]),
+        5,
+    );
     let plane = (
         prop::sample::select(vec![HOST_PLANE, "/device:GPU:0"]),
         prop::collection::vec(line, 0..3),
-        names(),
+        (names(), display_names),
         names(),
     )
-        .prop_map(|(name, lines, event_names, stat_names)| XPlane {
-            name: name.into(),
-            lines,
-            event_metadata: (1..)
-                .zip(event_names)
-                .map(|(id, name)| {
-                    let name = name.into();
-                    (
-                        id,
-                        XEventMetadata {
+        .prop_map(
+            |(name, lines, (event_names, display_names), stat_names)| XPlane {
+                name: name.into(),
+                lines,
+                event_metadata: (1..)
+                    .zip(event_names.into_iter().zip(display_names))
+                    .map(|(id, (name, display_name))| {
+                        (
                             id,
-                            name,
-                            ..Default::default()
-                        },
-                    )
-                })
-                .collect(),
-            stat_metadata: (1..)
-                .zip(stat_names)
-                .map(|(id, name)| {
-                    let name = name.into();
-                    (
-                        id,
-                        XStatMetadata {
+                            XEventMetadata {
+                                id,
+                                name: name.into(),
+                                display_name: display_name.into(),
+                                ..Default::default()
+                            },
+                        )
+                    })
+                    .collect(),
+                stat_metadata: (1..)
+                    .zip(stat_names)
+                    .map(|(id, name)| {
+                        let name = name.into();
+                        (
                             id,
-                            name,
-                            description: String::new(),
-                        },
-                    )
-                })
-                .collect(),
-            ..Default::default()
-        });
+                            XStatMetadata {
+                                id,
+                                name,
+                                description: String::new(),
+                            },
+                        )
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+        );
     (
         prop::collection::vec(plane, 1..3),
         prop::collection::vec("(.|\n){0,4}", 0..2),

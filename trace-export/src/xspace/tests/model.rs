@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use trace_runtime::snapshot::{Event, Snapshot};
-use trace_runtime::Value;
+use trace_runtime::{Callsite, Value};
 
 use crate::proto::xplane::{x_event, x_stat, XEvent, XPlane, XSpace, XStat};
 use crate::report::{Report, SiteStats, StepTime};
@@ -18,7 +18,8 @@ use crate::xspace::{HOST_PLANE, SYNTHETIC_STAT, TASK_ENVIRONMENT_PLANE};
 
 /// A plane's metadata names by id.
 pub(super) struct Names<'a> {
-    events: BTreeMap<i64, &'a str>,
+    /// Each event metadata's `name` and `display_name`.
+    events: BTreeMap<i64, (&'a str, &'a str)>,
     stats: BTreeMap<i64, &'a str>,
 }
 
@@ -26,7 +27,7 @@ impl<'a> Names<'a> {
     pub(super) fn new(plane: &'a XPlane) -> Self {
         Names {
             events: (plane.event_metadata.iter())
-                .map(|(&id, m)| (id, m.name.as_str()))
+                .map(|(&id, m)| (id, (m.name.as_str(), m.display_name.as_str())))
                 .collect(),
             stats: (plane.stat_metadata.iter())
                 .map(|(&id, m)| (id, m.name.as_str()))
@@ -34,9 +35,26 @@ impl<'a> Names<'a> {
         }
     }
 
-    /// An event's name; an unknown id names nothing.
+    /// An event's name, the one xprof reads; an unknown id names nothing.
     pub(super) fn event(&self, event: &XEvent) -> &'a str {
-        self.events.get(&event.metadata_id).copied().unwrap_or("")
+        self.events
+            .get(&event.metadata_id)
+            .map_or("", |names| names.0)
+    }
+
+    /// An event's display name, the name it was recorded with; an unknown id names nothing.
+    fn display(&self, event: &XEvent) -> &'a str {
+        self.events
+            .get(&event.metadata_id)
+            .map_or("", |names| names.1)
+    }
+
+    /// The name a reader shows for an event: its display name, else its name.
+    fn shown(&self, event: &XEvent) -> &'a str {
+        match self.display(event) {
+            "" => self.event(event),
+            display => display,
+        }
     }
 
     /// A stat's name; an unknown id names nothing.
@@ -75,8 +93,9 @@ fn ns_to_ps(ns: u64) -> i64 {
     (ns as i64).saturating_mul(1000)
 }
 
+/// Picoseconds as nanoseconds, to the nearest (none below 0).
 fn ps_to_ns(ps: i64) -> u64 {
-    (ps.max(0) / 1000) as u64
+    ((ps.max(0) as u128 + 500) / 1000) as u64
 }
 
 /// Values compared bit for bit, so that NaN equals itself.
@@ -119,15 +138,16 @@ fn step_num(event: &Event) -> Option<i64> {
 /// One event of a decoded line.
 #[derive(Clone, Copy)]
 enum Item<'a> {
-    /// A recorded event (`index` in its thread), with the stats the exporter added after
-    /// its own.
+    /// A recorded event (`index` in its thread), with its metadata id and the stats the
+    /// exporter added after its own.
     Recorded {
         event: &'a Event,
         index: usize,
+        metadata_id: i64,
         added: &'a [XStat],
     },
-    /// An event the exporter made up for a step marker's own time.
-    Synthetic,
+    /// An event the exporter made up for the own time of the step marker `of`.
+    Synthetic { of: &'a Event, metadata_id: i64 },
 }
 
 /// A decoded line, matched with the recording.
@@ -143,8 +163,9 @@ impl<'a> Line<'a> {
                 event,
                 index,
                 added,
+                ..
             } => Some((event, index, added)),
-            Item::Synthetic => None,
+            Item::Synthetic { .. } => None,
         })
     }
 }
@@ -154,7 +175,7 @@ impl<'a> Line<'a> {
 fn check_metadata_ids(plane: &XPlane) {
     for (&key, m) in &plane.event_metadata {
         assert_eq!(key, m.id, "event metadata keyed by its id");
-        assert!(m.display_name.is_empty() && m.metadata.is_empty());
+        assert!(m.metadata.is_empty());
         assert!(m.stats.is_empty() && m.child_id.is_empty());
     }
     for (&key, m) in &plane.stat_metadata {
@@ -306,6 +327,19 @@ pub(super) fn check_read_back(snapshot: &Snapshot, host: &str, space: &XSpace) {
             let is_async = k >= sync;
             let mut items: Vec<Item<'_>> = Vec::new();
             let mut from = 0;
+            // An event is written as long as it was recorded, less 1 ps for each event of
+            // its line that it lies in and that ends when it does: xprof's op statistics
+            // order ends at one time by line order, outer first, and would drop the inner.
+            let written_ps = |items: &[Item<'_>], start: u64, end: u64| -> i64 {
+                let enclosing = (items.iter())
+                    .filter_map(|item| match *item {
+                        Item::Recorded { event, .. } => Some(event),
+                        Item::Synthetic { .. } => None,
+                    })
+                    .filter(|f| f.start_ns <= start && start < f.end_ns && f.end_ns == end)
+                    .count();
+                (ns_to_ps(end - start) - enclosing as i64).max(0)
+            };
             for event in &line.events {
                 assert!(
                     matches!(event.data, Some(x_event::Data::OffsetPs(_))),
@@ -315,9 +349,10 @@ pub(super) fn check_read_back(snapshot: &Snapshot, host: &str, space: &XSpace) {
                     let recorded = &thread.events[i];
                     !used[i]
                         && recorded.is_async() == is_async
-                        && names.event(event) == recorded.name()
+                        && names.display(event) == recorded.name()
                         && offset_ps(event) == ns_to_ps(recorded.start_ns)
-                        && event.duration_ps == ns_to_ps(recorded.end_ns - recorded.start_ns)
+                        && event.duration_ps
+                            == written_ps(&items, recorded.start_ns, recorded.end_ns)
                         && event.stats.len() >= recorded.all_metadata().len()
                         && (recorded.all_metadata().iter().zip(&event.stats)).all(|((k, v), s)| {
                             names.stat(s) == *k && same_value(&s.value, &Some(stored(k, v)))
@@ -330,6 +365,7 @@ pub(super) fn check_read_back(snapshot: &Snapshot, host: &str, space: &XSpace) {
                     items.push(Item::Recorded {
                         event: &thread.events[i],
                         index: i,
+                        metadata_id: event.metadata_id,
                         added,
                     });
                     continue;
@@ -344,9 +380,11 @@ pub(super) fn check_read_back(snapshot: &Snapshot, host: &str, space: &XSpace) {
                     panic!("{:?}: an event that was not recorded", names.event(event));
                 };
                 assert!(added.first().is_some_and(|s| names.stat(s) == "_r"));
-                assert_eq!(names.event(event), format!("{}/self", marker.name()));
+                assert_eq!(names.display(event), format!("{}/self", marker.name()));
                 assert_eq!(offset_ps(event), ns_to_ps(marker.start_ns));
-                assert_eq!(event.duration_ps, ns_to_ps(marker.end_ns - marker.start_ns));
+                // It lies in the marker and ends with it.
+                let written = written_ps(&items, marker.start_ns, marker.end_ns);
+                assert_eq!(event.duration_ps, written);
                 let stats: Vec<_> = (event.stats.iter())
                     .map(|s| (names.stat(s), s.value.clone()))
                     .collect();
@@ -354,7 +392,10 @@ pub(super) fn check_read_back(snapshot: &Snapshot, host: &str, space: &XSpace) {
                     stats,
                     [(SYNTHETIC_STAT, Some(x_stat::Value::Int64Value(1)))]
                 );
-                items.push(Item::Synthetic);
+                items.push(Item::Synthetic {
+                    of: marker,
+                    metadata_id: event.metadata_id,
+                });
             }
             lines.push(Line { thread: t, items });
         }
@@ -440,6 +481,7 @@ pub(super) fn check_read_back(snapshot: &Snapshot, host: &str, space: &XSpace) {
                 event,
                 index,
                 added,
+                ..
             } = *item
             else {
                 continue;
@@ -458,7 +500,7 @@ pub(super) fn check_read_back(snapshot: &Snapshot, host: &str, space: &XSpace) {
                     // event is followed by one that stands for its own time.
                     let next = line.items.get(position + 1);
                     let has_child = matches!(next, Some(Item::Recorded { event: n, .. }) if n.start_ns < event.end_ns);
-                    let synthetic = matches!(next, Some(Item::Synthetic));
+                    let synthetic = matches!(next, Some(Item::Synthetic { .. }));
                     assert_eq!(
                         synthetic,
                         !has_child,
@@ -494,6 +536,113 @@ pub(super) fn check_read_back(snapshot: &Snapshot, host: &str, space: &XSpace) {
             assert_eq!(added, expected, "stats added to {:?}", event.name());
         }
     }
+
+    // Event metadata: the name events were recorded with is the display name (for a
+    // marker's own time, the marker's name and `/self`). A root step marker keeps it as its
+    // name too; every other event is an op of its own call site (of its name, recorded
+    // without one), named `<op name>:<OpType>` as xprof parses it, the op name made of the
+    // recorded name's letters and digits. xprof keys ops by op name: no two share one.
+    let mut op_ids: BTreeMap<(Source<'_>, Role), i64> = BTreeMap::new();
+    let mut op_sources: BTreeMap<i64, (Source<'_>, Role)> = BTreeMap::new();
+    for (l, line) in lines.iter().enumerate() {
+        for item in &line.items {
+            let (event, metadata_id, role, display) = match *item {
+                Item::Recorded {
+                    event,
+                    index,
+                    metadata_id,
+                    ..
+                } => {
+                    let root = Some(l) == step_line && counts[l].contains(&index);
+                    let role = if root { Role::Marker } else { Role::Op };
+                    (event, metadata_id, role, event.name().to_owned())
+                }
+                Item::Synthetic { of, metadata_id } => (
+                    of,
+                    metadata_id,
+                    Role::MarkerSelf,
+                    format!("{}/self", of.name()),
+                ),
+            };
+            let metadata = &plane.event_metadata[&metadata_id];
+            let name = metadata.name.as_str();
+            assert_eq!(
+                metadata.display_name, display,
+                "the display name is as recorded"
+            );
+            if role == Role::Marker {
+                assert_eq!(name, event.name(), "a root step marker keeps its name");
+                continue;
+            }
+            let (op, ty) = parse_tf_op(name).unwrap_or_else(|| panic!("{name:?} is no op"));
+            assert!(
+                op != "IDLE" && op != "Iterator" && ty != "IDLE",
+                "{name:?} takes a name xprof gives a meaning"
+            );
+            let letters = |text: &str| -> String {
+                text.chars().filter(char::is_ascii_alphanumeric).collect()
+            };
+            let recorded = match letters(&display) {
+                none if none.is_empty() => "unnamed".to_owned(),
+                some => some,
+            };
+            let rest = letters(op).strip_prefix(&recorded).map(str::to_owned);
+            assert!(
+                rest.is_some_and(|rest| rest.bytes().all(|b| b.is_ascii_digit())),
+                "{name:?} is made of {display:?}"
+            );
+            let key = (source(event), role);
+            let first = *op_ids.entry(key).or_insert(metadata_id);
+            assert_eq!(first, metadata_id, "{name:?}: one op per call site");
+            let first = *op_sources.entry(metadata_id).or_insert(key);
+            assert_eq!(first, key, "{name:?}: one call site per op");
+        }
+    }
+    let op_names: Vec<&str> = (plane.event_metadata.values())
+        .filter_map(|m| m.name.split_once(':'))
+        .map(|(op, _)| op)
+        .collect();
+    let distinct = op_names.iter().collect::<BTreeSet<_>>().len();
+    assert_eq!(distinct, op_names.len(), "op names {op_names:?}");
+}
+
+/// What an op stands for: a call site, or the name of events recorded without one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Source<'a> {
+    Site(usize),
+    Name(&'a str),
+}
+
+fn source(event: &Event) -> Source<'_> {
+    match event.callsite() {
+        Some(site) => Source::Site(site as *const Callsite as usize),
+        None => Source::Name(event.name()),
+    }
+}
+
+/// The part an event plays in the profile: a root step marker, the synthetic child that
+/// stands for a marker's own time, or any other event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Role {
+    Op,
+    Marker,
+    MarkerSelf,
+}
+
+/// xprof's reading of a TensorFlow op full name (`ParseTfOpFullname`), with the stricter
+/// op name pattern of its older versions: `(op name, type)`, split at the first `:`, if the
+/// op name matches `[A-Za-z0-9.][A-Za-z0-9_./]*` and the type `[A-Z_][a-zA-Z0-9_]*`.
+pub(super) fn parse_tf_op(full: &str) -> Option<(&str, &str)> {
+    let (name, ty) = full.split_once(':')?;
+    let name_ok = name
+        .chars()
+        .enumerate()
+        .all(|(i, c)| c.is_ascii_alphanumeric() || c == '.' || (i > 0 && matches!(c, '_' | '/')));
+    let type_ok = ty
+        .chars()
+        .enumerate()
+        .all(|(i, c)| c.is_ascii_uppercase() || c == '_' || (i > 0 && c.is_ascii_alphanumeric()));
+    (!name.is_empty() && name_ok && !ty.is_empty() && type_ok).then_some((name, ty))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -607,9 +756,12 @@ fn same_json(a: &Json, b: &Json) -> bool {
     }
 }
 
-/// Picoseconds as the microseconds a trace shows, to the nanosecond (truncated).
+/// Picoseconds as the microseconds a trace shows, to the nearest nanosecond (halves away
+/// from zero).
 fn micros(ps: i64) -> Json {
-    Json::Float((ps / 1000) as f64 / 1000.0)
+    let ps = i128::from(ps);
+    let ns = (2 * ps + ps.signum() * 1000) / 2000;
+    Json::Float(ns as f64 / 1000.0)
 }
 
 fn text(s: impl Into<String>) -> Json {
@@ -709,7 +861,8 @@ pub(super) fn check_chrome(json: &str, space: &XSpace) {
                     ("tid", tid.clone()),
                     ("ts", micros(base_ps.saturating_add(offset_ps(event)))),
                     ("dur", micros(event.duration_ps.max(0))),
-                    ("name", text(names.event(event))),
+                    // The recorded name, as xprof's trace viewer shows it.
+                    ("name", text(names.shown(event))),
                 ];
                 if !event.stats.is_empty() {
                     let args = (event.stats.iter())
@@ -737,8 +890,9 @@ pub(super) fn check_chrome(json: &str, space: &XSpace) {
 // ---------------------------------------------------------------------------------------------
 // The text report, against the XSpace it sums up
 
-/// The text report a profile must give: per event name its count, durations and self time,
-/// the steps (the `_r` markers) and the threads.
+/// The text report a profile must give: per event name as shown (the display name, else the
+/// name) its count, durations, self time and the distinct names xprof reads for it, the steps
+/// (the `_r` markers) and the threads.
 ///
 /// Self time follows each thread's calls, its lines merged back (a line's thread is its id
 /// modulo 100 000, as the writer numbers them): a call's caller is the call most recently
@@ -751,8 +905,8 @@ pub(super) fn expected_report(space: &XSpace) -> Report {
         top: 20,
         ..Default::default()
     };
-    // Durations (ns) and self time (ps), by name.
-    let mut sites: BTreeMap<&str, (Vec<u64>, u64)> = BTreeMap::new();
+    // Durations (ns), self time (ps) and the names xprof reads, by name shown.
+    let mut sites: BTreeMap<&str, (Vec<u64>, u64, BTreeSet<&str>)> = BTreeMap::new();
     for plane in space.planes.iter().filter(|p| p.name == HOST_PLANE) {
         let names = Names::new(plane);
         // Each thread's calls: name, start and end in ps, in the order the lines hold them.
@@ -768,17 +922,15 @@ pub(super) fn expected_report(space: &XSpace) -> Report {
                 if stat("_r").is_some() {
                     let step = stat("step_num").map(|s| names.text(s));
                     report.steps.push(StepTime {
-                        name: format!("{} {}", names.event(event), step.unwrap_or_default()),
+                        name: format!("{} {}", names.shown(event), step.unwrap_or_default()),
                         duration_ns: ps_to_ns(event.duration_ps),
                     });
                 }
                 report.events += 1;
-                let name = names.event(event);
-                sites
-                    .entry(name)
-                    .or_default()
-                    .0
-                    .push(ps_to_ns(event.duration_ps));
+                let name = names.shown(event);
+                let site = sites.entry(name).or_default();
+                site.0.push(ps_to_ns(event.duration_ps));
+                site.2.insert(names.event(event));
                 let start = origin.saturating_add(offset_ps(event).max(0) as u64);
                 let end = start.saturating_add(event.duration_ps.max(0) as u64);
                 calls.push((name, start, end));
@@ -795,14 +947,15 @@ pub(super) fn expected_report(space: &XSpace) -> Report {
     }
     report.sites = sites
         .into_iter()
-        .map(|(name, (mut all, self_ps))| {
+        .map(|(name, (mut all, self_ps, ops))| {
             all.sort_unstable();
             let rank = |q: f64| all[((all.len() - 1) as f64 * q).round() as usize];
             SiteStats {
                 name: name.to_owned(),
+                ops: ops.into_iter().map(str::to_owned).collect(),
                 count: all.len() as u64,
                 total_ns: all.iter().fold(0u64, |sum, &ns| sum.saturating_add(ns)),
-                self_ns: self_ps / 1000,
+                self_ns: ((self_ps as u128 + 500) / 1000) as u64,
                 p50_ns: rank(0.5),
                 p99_ns: rank(0.99),
                 max_ns: all[all.len() - 1],
