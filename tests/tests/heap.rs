@@ -293,8 +293,9 @@ fn spike(step: i64) {
     }
 }
 
-/// What xprof's own converter makes of a profile's memory: the `memory_profile` tool's JSON
-/// and the trace viewer's heap counter track, summed up by a script run in the oracle's venv.
+/// What xprof's own converter makes of a profile's memory: the `memory_profile` tool's JSON,
+/// the trace viewer's heap counter track and the calls in `framework_op_stats`, summed up by
+/// a script run in the oracle's venv.
 fn xprof_memory_profile(python: &std::path::Path, xplane: &std::path::Path) -> serde_json::Value {
     const SCRIPT: &str = r#"
 import json, sys
@@ -304,7 +305,15 @@ profile = json.loads(data)["memoryProfilePerAllocator"]["heap"]
 timeline = profile["sampledTimelineSnapshots"]
 trace, _ = r2t.xspace_to_tool_data([sys.argv[1]], "trace_viewer@", {"use_saved_result": False})
 counters = [e for e in json.loads(trace)["traceEvents"] if e.get("ph") == "C" and e["name"] == "heap in use"]
+ops, _ = r2t.xspace_to_tool_data([sys.argv[1]], "framework_op_stats", {"use_saved_result": False})
+table = json.loads(ops)[0]
+ids = [c["id"] for c in table["cols"]]
+occurrences = {}
+for row in table["rows"]:
+    cells = dict(zip(ids, [c.get("v") for c in row["c"]]))
+    occurrences[cells["operation"]] = occurrences.get(cells["operation"], 0) + int(cells["occurrences"])
 print(json.dumps({
+    "op_occurrences": occurrences,
     "counter_peak": max(v for c in counters for _, v in c["entries"]),
     "peak": int(profile["profileSummary"]["peakStats"]["peakBytesInUse"]),
     "steps_in_time_order": [int(s["activityMetadata"]["stepId"])
@@ -368,6 +377,11 @@ fn xprofs_memory_profile_shows_the_heap_per_step() {
     let xprof = xprof_memory_profile(&python, &written.xplane);
     let xprof_peak = xprof["peak"].as_u64().unwrap();
     assert_eq!(xprof_peak, report.heap.peak_bytes, "{xprof}");
+    // Allocations are no calls: the ops that allocated count their calls alone.
+    let calls = &xprof["op_occurrences"];
+    assert_eq!(calls["heap/grow"].as_u64(), Some(6), "{xprof}");
+    assert_eq!(calls["heap/spike"].as_u64(), Some(6), "{xprof}");
+    assert!(calls.get("heap::grow").is_none(), "{xprof}");
     // The trace viewer draws heap in use as a counter track that reaches the same peak.
     assert_eq!(xprof["counter_peak"].as_u64(), Some(xprof_peak), "{xprof}");
     // The timeline runs through every step, in step order.

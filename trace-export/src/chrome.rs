@@ -14,7 +14,9 @@ use std::io::{self, Write};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
-use crate::xspace::{is_heap_event, EventView, Interner, LineView, Profile, StatValue, Visitor};
+use crate::xspace::{
+    is_heap_event, is_thread_line, EventView, Interner, LineView, Profile, StatValue, Visitor,
+};
 
 /// Writes the host planes of a profile as Chrome trace JSON.
 ///
@@ -147,6 +149,12 @@ impl<'a, W: Write> Visitor<'a> for JsonWriter<'a, W> {
         } else {
             line.id
         };
+        if !is_thread_line(line.id, line.name) {
+            // The heap line: its events become the process's counter, under no thread.
+            self.base_ps = line.timestamp_ns.saturating_mul(1000);
+            self.tid = tid;
+            return;
+        }
         let name = if line.display_name.is_empty() {
             line.name
         } else {

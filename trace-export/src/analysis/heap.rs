@@ -32,8 +32,8 @@ pub(crate) struct HeapSample {
 pub(crate) struct HeapProfile {
     /// Per thread of the snapshot, in the same order: its samples in time order.
     pub(crate) threads: Vec<Vec<HeapSample>>,
-    /// Heap in use after each sample of every thread, in time order: `(time, bytes)`.
-    pub(crate) in_use: Vec<(u64, u64)>,
+    /// Every sample, in time order: `(thread, index)` into `threads`.
+    pub(crate) timeline: Vec<(u32, u32)>,
     /// Frees of blocks allocated before the session, left out.
     pub(crate) frees_of_older_blocks: u64,
     /// Allocations counted but not recorded (below the allocator's threshold): count, bytes.
@@ -92,8 +92,9 @@ impl HeapProfile {
                     }
                 },
             };
-            profile.in_use.push((event.time_ns, in_use));
-            profile.threads[t as usize].push(HeapSample {
+            let thread = &mut profile.threads[t as usize];
+            profile.timeline.push((t, thread.len() as u32));
+            thread.push(HeapSample {
                 time_ns: event.time_ns,
                 kind: event.kind,
                 addr: event.addr,
@@ -107,6 +108,11 @@ impl HeapProfile {
             attribute_to_scopes(samples, &thread.events);
         }
         profile
+    }
+
+    /// Every sample, in time order.
+    pub(crate) fn samples(&self) -> impl Iterator<Item = &HeapSample> + '_ {
+        (self.timeline.iter()).map(|&(t, i)| &self.threads[t as usize][i as usize])
     }
 }
 
@@ -147,13 +153,10 @@ mod tests {
     }
 
     fn in_use(profile: &HeapProfile) -> Vec<(u64, u64, u64)> {
-        let mut all: Vec<_> = profile
-            .threads
-            .iter()
-            .flatten()
+        let all: Vec<_> = (profile.samples())
             .map(|s| (s.time_ns, s.in_use, s.peak))
             .collect();
-        all.sort();
+        assert!(all.is_sorted_by_key(|&(time, _, _)| time));
         all
     }
 

@@ -14,10 +14,10 @@ use trace_runtime::Callsite;
 use super::ops::{full_names, OpSource};
 use super::read::{Added, EventView, LineView, Stats, Visitor};
 use super::schema::{
-    line_id, ns_to_ps, COUNTERS_LINE, COUNTERS_LINE_ID, HEAP_COUNTER, HEAP_COUNTER_STAT,
-    HOST_PLANE, MEMORY_ALLOCATION, MEMORY_DEALLOCATION, PS_PER_NS, SELF_SUFFIX,
+    line_id, ns_to_ps, COUNTERS_LINE, COUNTERS_LINE_ID, HEAP_COUNTER, HEAP_COUNTER_STAT, HEAP_LINE,
+    HEAP_LINE_ID, HOST_PLANE, MEMORY_ALLOCATION, MEMORY_DEALLOCATION, PS_PER_NS, SELF_SUFFIX,
 };
-use crate::analysis::heap::{HeapProfile, HeapSample};
+use crate::analysis::heap::HeapProfile;
 use crate::analysis::nesting::{nest_into_lines, nests_on_one_line};
 use crate::analysis::steps::{find_steps, step_links, StepTime, Steps};
 
@@ -74,9 +74,6 @@ struct LinePlan<'a> {
     picked: Option<Vec<usize>>,
     /// `(position in the line, step index)` of the events linked to a step, by position.
     links: Vec<(usize, usize)>,
-    /// The thread (its index in the snapshot) whose heap events this line holds: a thread's
-    /// first line holds them.
-    heap_of: Option<usize>,
 }
 
 impl<'a> LinePlan<'a> {
@@ -87,7 +84,6 @@ impl<'a> LinePlan<'a> {
             events,
             picked,
             links: Vec::new(),
-            heap_of: None,
         }
     }
 
@@ -131,22 +127,8 @@ impl<'a> Layout<'a> {
     pub fn new(snapshot: &'a Snapshot, host: &str) -> Layout<'a> {
         let mut lines = Vec::new();
         let heap = HeapProfile::new(snapshot);
-        for (index, thread) in snapshot.threads().iter().enumerate() {
-            let first = lines.len();
+        for thread in snapshot.threads() {
             plan_thread(thread, &mut lines);
-            if !heap.threads[index].is_empty() {
-                if lines.len() == first {
-                    // A thread that only allocated.
-                    let id = line_id(thread.thread_id, 0);
-                    lines.push(LinePlan::new(
-                        id,
-                        thread.name.clone(),
-                        &[],
-                        Some(Vec::new()),
-                    ));
-                }
-                lines[first].heap_of = Some(index);
-            }
         }
         let steps = find_steps(lines.iter().map(LinePlan::iter));
         for (index, line) in lines.iter_mut().enumerate() {
@@ -198,15 +180,7 @@ impl<'a> Layout<'a> {
                 duration_ps,
             });
             let markers = markers_on(&self.steps, index);
-            let mut heap = HeapEvents {
-                samples: line.heap_of.map_or(&[], |t| &self.heap.threads[t][..]),
-                // Off the markers' line, each is linked to its step by time.
-                steps: (index != self.steps.line).then_some(&self.steps),
-            };
             walk_line(line, markers, |event, role, added, duration_ps| {
-                if !heap.samples.is_empty() {
-                    heap.visit_before(Some(event.start_ns), visitor);
-                }
                 let op = self.ops.find(&mut recent, event, role);
                 let metadata = match role {
                     Role::MarkerSelf => &[],
@@ -220,54 +194,28 @@ impl<'a> Layout<'a> {
                     stats: Stats::Recorded { metadata, added },
                 });
             });
-            heap.visit_before(None, visitor);
             visitor.line_end();
         }
-        if !self.heap.in_use.is_empty() && visitor.wants_counters() {
-            visitor.line(&LineView {
-                id: COUNTERS_LINE_ID,
-                display_id: COUNTERS_LINE_ID,
-                name: COUNTERS_LINE,
-                display_name: "",
-                timestamp_ns: 0,
-                duration_ps,
-            });
-            for &(time_ns, in_use) in &self.heap.in_use {
-                visitor.event(&EventView {
-                    name: "",
-                    op: HEAP_COUNTER,
-                    offset_ps: ns_to_ps(time_ns),
-                    duration_ps: 0,
-                    stats: Stats::Counter {
-                        name: HEAP_COUNTER_STAT,
-                        value: i64::try_from(in_use).unwrap_or(i64::MAX),
-                    },
-                });
-            }
-            visitor.line_end();
+        if !self.heap.timeline.is_empty() {
+            self.visit_heap(duration_ps, visitor);
         }
     }
-}
 
-/// The heap events of a line, and the steps to link them to.
-struct HeapEvents<'s> {
-    samples: &'s [HeapSample],
-    steps: Option<&'s Steps>,
-}
-
-impl<'s> HeapEvents<'s> {
-    /// Visits the heap events before `until_ns` (all with `None`), in time order. At equal
-    /// times they follow the line's events: zero-length events come after longer ones.
-    #[inline]
-    fn visit_before<V: Visitor<'s>>(&mut self, until_ns: Option<u64>, visitor: &mut V) {
-        let due = match until_ns {
-            None => self.samples.len(),
-            Some(t) => self.samples.partition_point(|s| s.time_ns < t),
-        };
-        let (now, later) = self.samples.split_at(due);
-        self.samples = later;
-        for sample in now {
-            let link = self.steps.and_then(|steps| steps.at(sample.time_ns));
+    /// The heap line: every allocation and free, of all threads, in time order, each linked
+    /// to the step it happened in by time. Its id is one of xprof's derived lines', which
+    /// the op statistics leave out: an event with a `tf_op` stat counts as a call of that op
+    /// on any other line. Then the counter line, for the trace viewer.
+    fn visit_heap<'s, V: Visitor<'s>>(&'s self, duration_ps: i64, visitor: &mut V) {
+        visitor.line(&LineView {
+            id: HEAP_LINE_ID,
+            display_id: HEAP_LINE_ID,
+            name: HEAP_LINE,
+            display_name: "",
+            timestamp_ns: 0,
+            duration_ps,
+        });
+        for sample in self.heap.samples() {
+            let link = self.steps.at(sample.time_ns).map(step_link_id);
             visitor.event(&EventView {
                 // Named as TensorFlow's allocators name them, with no name to show: the
                 // trace viewer hides them, and the other readers draw or count them.
@@ -278,11 +226,32 @@ impl<'s> HeapEvents<'s> {
                 },
                 offset_ps: ns_to_ps(sample.time_ns),
                 duration_ps: 0,
-                stats: Stats::Heap {
-                    sample,
-                    link: link.map(step_link_id),
-                },
+                stats: Stats::Heap { sample, link },
             });
+        }
+        visitor.line_end();
+        if visitor.wants_counters() {
+            visitor.line(&LineView {
+                id: COUNTERS_LINE_ID,
+                display_id: COUNTERS_LINE_ID,
+                name: COUNTERS_LINE,
+                display_name: "",
+                timestamp_ns: 0,
+                duration_ps,
+            });
+            for sample in self.heap.samples() {
+                visitor.event(&EventView {
+                    name: "",
+                    op: HEAP_COUNTER,
+                    offset_ps: ns_to_ps(sample.time_ns),
+                    duration_ps: 0,
+                    stats: Stats::Counter {
+                        name: HEAP_COUNTER_STAT,
+                        value: i64::try_from(sample.in_use).unwrap_or(i64::MAX),
+                    },
+                });
+            }
+            visitor.line_end();
         }
     }
 }

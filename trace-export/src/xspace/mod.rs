@@ -54,7 +54,7 @@ use crate::proto::xplane::XSpace;
 
 pub use layout::Layout;
 pub(crate) use read::{EventView, Interner, LineView, StatValue, Visitor};
-pub(crate) use schema::is_heap_event;
+pub(crate) use schema::{is_heap_event, is_thread_line};
 pub use schema::{
     thread_of_line, HOST_PLANE, MEMORY_ALLOCATION, MEMORY_DEALLOCATION, SYNTHETIC_STAT,
     TASK_ENVIRONMENT_PLANE,

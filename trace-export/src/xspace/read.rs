@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use ahash::AHashMap;
 use trace_runtime::Value;
 
-use super::schema::{COUNTERS_LINE, HEAP_ALLOCATOR, HOST_PLANE, STEP_LINK_TYPE, SYNTHETIC_STAT};
+use super::schema::{
+    is_thread_line, COUNTERS_LINE, HEAP_ALLOCATOR, HOST_PLANE, STEP_LINK_TYPE, SYNTHETIC_STAT,
+};
 use crate::analysis::heap::HeapSample;
 use crate::proto::xplane::{x_event, x_stat, XEvent, XPlane, XSpace, XStat};
 
@@ -264,7 +266,7 @@ pub(super) fn line_ids(space: &XSpace) -> impl Iterator<Item = (usize, i64)> + '
         .enumerate()
         .flat_map(|(index, plane)| {
             (plane.lines.iter())
-                .filter(|line| line.name != COUNTERS_LINE)
+                .filter(|line| is_thread_line(line.id, &line.name))
                 .map(move |line| (index, line.id))
         })
 }

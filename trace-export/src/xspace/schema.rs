@@ -14,6 +14,19 @@ pub const MEMORY_DEALLOCATION: &str = "MemoryDeallocation";
 /// The allocator the memory profile names (its `memory_id`).
 pub(crate) const HEAP_ALLOCATOR: &str = "heap";
 
+/// The line of the memory profile's events.
+pub(crate) const HEAP_LINE: &str = "heap";
+/// Its line id: the last of the ids xprof reserves for the lines it derives (from
+/// `0xdeadbeef`, 32-bit in some versions, so this is that number's low 32 bits as well). The
+/// op statistics and step events skip such lines; the memory profile reads every line.
+pub(crate) const HEAP_LINE_ID: i64 = 0xdeadbeef + 289;
+
+/// True for a line of the host plane that holds a thread's events: not the heap line nor
+/// the counter line.
+pub(crate) fn is_thread_line(id: i64, name: &str) -> bool {
+    !(id == HEAP_LINE_ID && name == HEAP_LINE || id == COUNTERS_LINE_ID && name == COUNTERS_LINE)
+}
+
 /// The line the trace viewer draws as counter tracks: one per event name, of the events'
 /// numeric stat.
 pub(crate) const COUNTERS_LINE: &str = "_counters_";
