@@ -11,8 +11,7 @@
 
 use std::io::{self, Write};
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
+use crate::gzip::{GzWriter, Pieces};
 
 use crate::xspace::{
     is_heap_event, is_thread_line, EventView, Interner, LineView, Profile, StatValue, Visitor,
@@ -48,9 +47,19 @@ pub fn write_json<'a, W: Write>(profile: impl Into<Profile<'a>>, out: W) -> io::
 
 /// Writes the JSON gzip-compressed.
 pub fn write_json_gz<'a, W: Write>(profile: impl Into<Profile<'a>>, out: W) -> io::Result<()> {
-    let mut encoder = GzEncoder::new(out, Compression::fast());
-    write_json(profile, &mut encoder)?;
-    encoder.finish()?.flush()
+    write_json_gz_helped(profile, out, &Pieces::default())
+}
+
+/// Writes the JSON gzip-compressed, with other threads that call [`Pieces::help`] on `pieces`
+/// taking part in the compression meanwhile. One gzip member, as [`write_json_gz`] writes.
+pub(crate) fn write_json_gz_helped<'a, W: Write>(
+    profile: impl Into<Profile<'a>>,
+    out: W,
+    pieces: &Pieces,
+) -> io::Result<()> {
+    let mut writer = GzWriter::new(out, pieces)?;
+    write_json(profile, &mut writer)?;
+    writer.finish()?.flush()
 }
 
 /// Bytes gathered before they are handed to the writer.

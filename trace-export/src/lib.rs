@@ -25,6 +25,7 @@ mod error;
 mod events;
 mod files;
 pub mod graph;
+mod gzip;
 pub mod profiler;
 pub mod proto;
 pub mod report;

@@ -27,6 +27,7 @@ use trace_runtime::snapshot::Snapshot;
 
 use crate::error::{Error, Result};
 use crate::files;
+use crate::gzip::Pieces;
 use crate::report::Report;
 use crate::{chrome, xspace};
 
@@ -195,12 +196,16 @@ pub(crate) fn write_profile(
     // The bytes are written straight from the recorded events, and the Chrome trace and the
     // report read the same layout: no XSpace message is built (see `xspace`). The Chrome
     // trace, the slowest file (JSON, compressed), is written on a second thread meanwhile,
-    // under a temporary name until the xplane has claimed the host's name.
+    // under a temporary name until the xplane has claimed the host's name; once the xplane
+    // and the report are done, this thread helps compress it.
     let layout = xspace::Layout::new(snapshot, &host);
     let chrome_path = |host: &str| run_dir.join(format!("{host}.trace.json.gz"));
+    let pieces = Pieces::default();
     let write_chrome = |layout: &xspace::Layout<'_>| {
+        // However the writer ends, the helper returns.
+        let _closer = pieces.closer();
         files::Unpublished::write(&chrome_path(&host), |file| {
-            chrome::write_json_gz(layout, std::io::BufWriter::new(file))
+            chrome::write_json_gz_helped(layout, std::io::BufWriter::new(file), &pieces)
         })
     };
     let (xplane, host, report, chrome) = std::thread::scope(|scope| {
@@ -213,6 +218,9 @@ pub(crate) fn write_profile(
         let claimed = files::write_claiming_name(&run_dir, &host, ".xplane.pb", &bytes);
         drop(bytes);
         let report = Report::from_profile(&layout);
+        if let Some(Ok(_)) = &chrome {
+            pieces.help();
+        }
         let chrome = chrome.map(|spawned| match spawned {
             Ok(thread) => thread.join().unwrap_or_else(|_| {
                 let panicked = std::io::Error::other("the Chrome trace writer panicked");
