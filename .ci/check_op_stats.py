@@ -2,7 +2,8 @@
 
 framework_op_stats must list every call site as one host op, with the occurrences and self
 time that `trace-export report` gives it; the overview page must list the report's steps,
-mostly host compute, and count the host's time as framework op time.
+mostly host compute, and count the host's time as framework op time; Input Pipeline
+Analysis must list exactly the call sites named with an input op type, as often as they ran.
 
 Usage, with the oracle venv's python (xprof installed):
     check_op_stats.py LOGDIR TRACE_EXPORT_BINARY
@@ -20,6 +21,8 @@ from xprof.convert import raw_to_tool_data
 
 # A step marker's own time, an op of the profile that the report leaves out.
 SYNTHETIC_OP = re.compile(r".*/self(_\d+)?:Self")
+# An op full name as xprof parses it: a name, one colon, a type.
+OP_NAME = re.compile(r"[^:]+:[A-Z_][A-Za-z0-9_]*")
 
 errors = []
 
@@ -77,9 +80,11 @@ def check_op_stats(path, report):
     compared = 0
     for site in report["sites"]:
         name = site["name"]
-        # A root step marker keeps its own name, which no op name equals.
-        op_names = [op for op in site["ops"] if op != name]
-        is_marker = name in site["ops"]
+        # A root step marker keeps its own name, which no op name equals, unless the name
+        # is an op name itself (`augment:Preprocessing`, which names its type).
+        names_its_type = OP_NAME.fullmatch(name) is not None
+        op_names = [op for op in site["ops"] if op != name or names_its_type]
+        is_marker = name in site["ops"] and not names_its_type
         found = [ops[op] for op in op_names if op in ops]
         claimed.update(op for op in op_names if op in ops)
         expect(
@@ -114,6 +119,32 @@ def check_op_stats(path, report):
     print(f"framework_op_stats: {len(ops)} host ops; {compared} call sites match the report")
     for op, row in sorted(ops.items(), key=lambda item: -item[1]["total_self_time"]):
         print(f"  {op:<44} {row['occurrences']:>8g} x  self {row['total_self_time']:>12.3f} µs")
+
+
+# Op types that xprof's Input Pipeline Analysis counts as input work.
+INPUT_TYPES = {"Preprocessing": "Preprocessing", "Read": "Demanded file read", "Enqueue": "Enqueue"}
+
+
+def check_input_pipeline(path, report):
+    """Call sites named with an input op type (`augment:Preprocessing`) are the input ops."""
+    tables = convert(path, "input_pipeline_analyzer")
+    listed = {}
+    for table in tables:
+        if any(column["id"] == "opName" for column in table.get("cols", [])):
+            for row in table_rows(table):
+                listed[row["opName"]] = row
+    wanted = {}
+    for site in report["sites"]:
+        for op in site["ops"]:
+            name, _, op_type = op.partition(":")
+            if op_type in INPUT_TYPES:
+                wanted[name] = (site["count"], op_type)
+    expect(set(listed) == set(wanted), f"input ops {sorted(listed)}, call sites {sorted(wanted)}")
+    for name, (count, op_type) in wanted.items():
+        row = listed.get(name, {})
+        expect(row.get("count") == count, f"input op {name!r}: {row.get('count')} x, the report's {count}")
+        expect(row.get("category") == op_type, f"input op {name!r}: category {row.get('category')!r}")
+    print(f"input_pipeline_analyzer: input ops {sorted(listed)}")
 
 
 def percent(text):
@@ -166,6 +197,7 @@ def main():
         print(report["file"])
         check_op_stats(report["file"], report)
         check_overview(report["file"], report)
+        check_input_pipeline(report["file"], report)
     if errors:
         print("\ncheck_op_stats: FAILED", file=sys.stderr)
         for error in errors:

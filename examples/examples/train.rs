@@ -41,7 +41,7 @@ fn load_batch(index: i64) -> Batch {
     let targets = (0..BATCH)
         .map(|i| ((i as f32 - seed) * 0.11).cos())
         .collect();
-    trace!("augment", batch = index, {
+    trace!("augment:Preprocessing", batch = index, {
         std::hint::black_box(&inputs);
     });
     Batch { inputs, targets }

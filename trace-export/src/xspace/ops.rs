@@ -53,12 +53,22 @@ pub(crate) struct OpSource<'a> {
 /// characters, anything outside ASCII) as one `_`, and no `_` or `/` at either end. The type
 /// is the last path segment in CamelCase. Both always parse.
 ///
+/// A name that ends with a single `:` and a type (`[A-Z][A-Za-z0-9_]*`, not a reserved one)
+/// names its type itself, as TensorFlow's op full names do: `load_batch:Preprocessing` is an
+/// op of type `Preprocessing`, which xprof's Input Pipeline Analysis counts as input work
+/// (so are `Read` and `Enqueue`).
+///
 /// ```text
 /// my_crate::train::forward  ->  my_crate/train/forward  Forward
 /// load batch                ->  load_batch              LoadBatch
+/// data::load:Preprocessing  ->  data/load               Preprocessing
 /// 😀                         ->  unnamed                 Unnamed
 /// ```
 pub(crate) fn op_name_and_type(recorded: &str) -> (String, String) {
+    if let Some((path, ty)) = explicit_type(recorded) {
+        let (name, _) = op_name_and_type(path);
+        return (name, ty.to_owned());
+    }
     let mut name = String::with_capacity(recorded.len());
     let mut chars = recorded.chars().peekable();
     let mut replacing = false;
@@ -78,6 +88,16 @@ pub(crate) fn op_name_and_type(recorded: &str) -> (String, String) {
     let name = name.trim_matches(|c| matches!(c, '_' | '/'));
     let name = if name.is_empty() { UNNAMED } else { name };
     (name.to_owned(), op_type(name))
+}
+
+/// `(path, type)` of a name that ends with `:Type`, a single colon before a valid type that
+/// is not reserved.
+fn explicit_type(recorded: &str) -> Option<(&str, &str)> {
+    let (path, ty) = recorded.rsplit_once(':')?;
+    let valid = ty.starts_with(|c: char| c.is_ascii_uppercase())
+        && ty.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !RESERVED.contains(&ty);
+    (valid && !path.ends_with(':') && !path.is_empty()).then_some((path, ty))
 }
 
 /// The CamelCase type of an op name: its last segment with a letter or digit, each word
@@ -236,6 +256,20 @@ mod tests {
         assert_eq!(full("<impl Foo>::bar"), "impl_Foo_/bar:Bar");
         assert_eq!(full("conv::3d"), "conv/3d:Op3d");
         assert_eq!(full("trailing::_"), "trailing:Trailing");
+    }
+
+    #[test]
+    fn a_name_ending_in_a_type_keeps_it() {
+        assert_eq!(full("load_batch:Preprocessing"), "load_batch:Preprocessing");
+        assert_eq!(full("data::load:Read"), "data/load:Read");
+        assert_eq!(full("queue it:Enqueue"), "queue_it:Enqueue");
+        assert_eq!(full("😀:Read"), "unnamed:Read");
+        // Not a type: lower case, a path, reserved, or nothing before it.
+        assert_eq!(full("a:b"), "a_b:AB");
+        assert_eq!(full("a::Read"), "a/Read:Read");
+        assert_eq!(full("x:IDLE"), "x_IDLE:XIDLE");
+        assert_eq!(full(":Read"), "Read:Read");
+        assert_eq!(full("x:Read-ahead"), "x_Read_ahead:XReadAhead");
     }
 
     #[test]
