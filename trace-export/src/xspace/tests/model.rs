@@ -582,7 +582,24 @@ pub(super) fn check_read_back(snapshot: &Snapshot, host: &str, space: &XSpace) {
             let letters = |text: &str| -> String {
                 text.chars().filter(char::is_ascii_alphanumeric).collect()
             };
-            let recorded = match letters(&display) {
+            // A recorded name that ends in `:Type` names its type; the rest names the op.
+            let path = match display.rsplit_once(':') {
+                Some((path, named))
+                    if !path.is_empty()
+                        && !path.ends_with(':')
+                        && named.starts_with(|c: char| c.is_ascii_uppercase())
+                        && named
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                        && named != "IDLE"
+                        && named != "Iterator" =>
+                {
+                    assert_eq!(ty, named, "{display:?} names its type");
+                    path
+                }
+                _ => &display[..],
+            };
+            let recorded = match letters(path) {
                 none if none.is_empty() => "unnamed".to_owned(),
                 some => some,
             };
