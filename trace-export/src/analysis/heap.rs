@@ -30,10 +30,8 @@ pub(crate) struct HeapSample {
 /// The heap profile of a snapshot.
 #[derive(Debug, Default)]
 pub(crate) struct HeapProfile {
-    /// Per thread of the snapshot, in the same order: its samples in time order.
-    pub(crate) threads: Vec<Vec<HeapSample>>,
-    /// Every sample, in time order: `(thread, index)` into `threads`.
-    pub(crate) timeline: Vec<(u32, u32)>,
+    /// Every thread's samples, in time order.
+    pub(crate) samples: Vec<HeapSample>,
     /// Frees of blocks allocated before the session, left out.
     pub(crate) frees_of_older_blocks: u64,
     /// Allocations counted but not recorded (below the allocator's threshold): count, bytes.
@@ -44,10 +42,7 @@ impl HeapProfile {
     /// The heap profile of `snapshot`; empty when no traced allocator recorded.
     pub(crate) fn new(snapshot: &Snapshot) -> HeapProfile {
         let threads = snapshot.threads();
-        let mut profile = HeapProfile {
-            threads: threads.iter().map(|_| Vec::new()).collect(),
-            ..Default::default()
-        };
+        let mut profile = HeapProfile::default();
         for thread in threads {
             profile.unrecorded.0 += thread.heap_unrecorded.allocations;
             profile.unrecorded.1 += thread.heap_unrecorded.bytes;
@@ -66,6 +61,10 @@ impl HeapProfile {
             return profile;
         }
         order.sort_unstable();
+        let scopes: Vec<Vec<Option<&'static str>>> = threads
+            .iter()
+            .map(|thread| scopes_at(thread.heap.iter().map(|e| e.time_ns), &thread.events))
+            .collect();
         let mut live: AHashMap<u64, u64> = AHashMap::new();
         let (mut in_use, mut peak) = (0u64, 0u64);
         for (_, _, t, i) in order {
@@ -92,38 +91,28 @@ impl HeapProfile {
                     }
                 },
             };
-            let thread = &mut profile.threads[t as usize];
-            profile.timeline.push((t, thread.len() as u32));
-            thread.push(HeapSample {
+            profile.samples.push(HeapSample {
                 time_ns: event.time_ns,
                 kind: event.kind,
                 addr: event.addr,
                 bytes,
                 in_use,
                 peak,
-                scope: None,
+                scope: scopes[t as usize][i as usize],
             });
-        }
-        for (samples, thread) in profile.threads.iter_mut().zip(threads) {
-            attribute_to_scopes(samples, &thread.events);
         }
         profile
     }
-
-    /// Every sample, in time order.
-    pub(crate) fn samples(&self) -> impl Iterator<Item = &HeapSample> + '_ {
-        (self.timeline.iter()).map(|&(t, i)| &self.threads[t as usize][i as usize])
-    }
 }
 
-/// Sets each sample's scope: the innermost synchronous event of `events` (sorted by start,
-/// the longer first on ties) open at its time. Async events are left out: they are not
-/// nested in the thread's calls.
-fn attribute_to_scopes(samples: &mut [HeapSample], events: &[Event]) {
+/// The innermost synchronous event of `events` (sorted by start, the longer first on ties)
+/// open at each of `times` (in order). Async events are left out: they are not nested in the
+/// thread's calls.
+fn scopes_at(times: impl Iterator<Item = u64>, events: &[Event]) -> Vec<Option<&'static str>> {
     let mut open: Vec<&Event> = Vec::new();
     let mut next = events.iter().filter(|e| !e.is_async()).peekable();
-    for sample in samples {
-        let t = sample.time_ns;
+    let mut scopes = Vec::new();
+    for t in times {
         while let Some(event) = next.next_if(|e| e.start_ns <= t) {
             while open.last().is_some_and(|top| top.end_ns < event.start_ns) {
                 open.pop();
@@ -133,8 +122,9 @@ fn attribute_to_scopes(samples: &mut [HeapSample], events: &[Event]) {
         while open.last().is_some_and(|top| top.end_ns < t) {
             open.pop();
         }
-        sample.scope = open.last().map(|e| e.name());
+        scopes.push(open.last().map(|e| e.name()));
     }
+    scopes
 }
 
 #[cfg(test)]
@@ -153,7 +143,7 @@ mod tests {
     }
 
     fn in_use(profile: &HeapProfile) -> Vec<(u64, u64, u64)> {
-        let all: Vec<_> = (profile.samples())
+        let all: Vec<_> = (profile.samples.iter())
             .map(|s| (s.time_ns, s.in_use, s.peak))
             .collect();
         assert!(all.is_sorted_by_key(|&(time, _, _)| time));
@@ -203,7 +193,7 @@ mod tests {
             .collect();
         let thread = ThreadRecord::new(1, "main", events, 0).with_heap(heap);
         let profile = HeapProfile::new(&snapshot(vec![thread]));
-        let scopes: Vec<_> = profile.threads[0].iter().map(|s| s.scope).collect();
+        let scopes: Vec<_> = profile.samples.iter().map(|s| s.scope).collect();
         assert_eq!(
             scopes,
             [

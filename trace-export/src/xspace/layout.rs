@@ -196,7 +196,7 @@ impl<'a> Layout<'a> {
             });
             visitor.line_end();
         }
-        if !self.heap.timeline.is_empty() {
+        if !self.heap.samples.is_empty() {
             self.visit_heap(duration_ps, visitor);
         }
     }
@@ -214,7 +214,7 @@ impl<'a> Layout<'a> {
             timestamp_ns: 0,
             duration_ps,
         });
-        for sample in self.heap.samples() {
+        for sample in &self.heap.samples {
             let link = self.steps.at(sample.time_ns).map(step_link_id);
             visitor.event(&EventView {
                 // Named as TensorFlow's allocators name them, with no name to show: the
@@ -239,7 +239,7 @@ impl<'a> Layout<'a> {
                 timestamp_ns: 0,
                 duration_ps,
             });
-            for sample in self.heap.samples() {
+            for sample in &self.heap.samples {
                 visitor.event(&EventView {
                     name: "",
                     op: HEAP_COUNTER,

@@ -182,34 +182,29 @@ impl<'s> Iterator for StatIter<'s, '_> {
 }
 
 /// The `index`-th stat of a heap event: what xprof's memory profile reads, all integers as
-/// int64 (it reads no other), then the step link.
+/// int64 (it reads no other), the scope if there is one, then the step link.
 fn heap_stat<'s>(
     sample: &HeapSample,
     link: Option<i64>,
     index: usize,
 ) -> Option<(&'s str, StatValue<'s>)> {
     let int = |v: u64| StatValue::Int(i64::try_from(v).unwrap_or(i64::MAX));
-    let stat = match index {
-        0 => ("allocator_name", StatValue::Str(HEAP_ALLOCATOR)),
-        1 => ("bytes_allocated", int(sample.in_use)),
-        2 => ("peak_bytes_in_use", int(sample.peak)),
-        3 => ("requested_bytes", int(sample.bytes)),
-        4 => ("allocation_bytes", int(sample.bytes)),
-        5 => ("addr", int(sample.addr)),
-        6 => match sample.scope {
-            Some(scope) => ("tf_op", StatValue::Str(scope)),
-            None => return heap_link(link, 0),
-        },
-        _ => return heap_link(link, index - 6 - usize::from(sample.scope.is_some())),
-    };
-    Some(stat)
-}
-
-/// The `index`-th stat of a heap event's step link, if it has one.
-fn heap_link<'s>(link: Option<i64>, index: usize) -> Option<(&'s str, StatValue<'s>)> {
-    let link = Added::Link(link?);
-    let key = link.stats().get(index)?;
-    Some((key, StatValue::Int(link.value(index))))
+    let link = link.map(Added::Link);
+    let link_stat = |i: usize| link.map(|l| (l.stats()[i], StatValue::Int(l.value(i))));
+    [
+        Some(("allocator_name", StatValue::Str(HEAP_ALLOCATOR))),
+        Some(("bytes_allocated", int(sample.in_use))),
+        Some(("peak_bytes_in_use", int(sample.peak))),
+        Some(("requested_bytes", int(sample.bytes))),
+        Some(("allocation_bytes", int(sample.bytes))),
+        Some(("addr", int(sample.addr))),
+        sample.scope.map(|scope| ("tf_op", StatValue::Str(scope))),
+        link_stat(0),
+        link_stat(1),
+    ]
+    .into_iter()
+    .flatten()
+    .nth(index)
 }
 
 /// A stat's value.
