@@ -332,23 +332,17 @@ impl ThreadBuffer {
         self.ready.store(kept, Ordering::Relaxed);
         #[cfg(all(target_os = "linux", not(loom)))]
         {
-            const PAGE: usize = 4096;
             let start = self.words.as_ptr() as usize;
-            let (from, to) = (start + kept * 8, start + populated * 8);
-            let (first, last) = (from.next_multiple_of(PAGE), to & !(PAGE - 1));
-            if last > first {
-                // SAFETY: [first, last) lies inside this buffer's allocation, past the words
-                // kept. The owner writes no published word again, and a record it may still be
-                // appending belongs to no session (its epoch is over); a released page reads
-                // as zeros.
-                unsafe {
-                    libc::madvise(
-                        first as *mut libc::c_void,
-                        last - first,
-                        libc::MADV_DONTNEED,
-                    )
-                };
-            }
+            // SAFETY: the pages lie inside this buffer's allocation, past the words kept. The
+            // owner writes no published word again, and a record it may still be appending
+            // belongs to no session (its epoch is over); a released page reads as zeros.
+            unsafe {
+                advise_whole_pages(
+                    start + kept * 8..start + populated * 8,
+                    PAGE,
+                    libc::MADV_DONTNEED,
+                )
+            };
         }
     }
 
@@ -617,6 +611,26 @@ fn zeroed_words(n: usize) -> Option<Words> {
         words.advised.store(true, Ordering::Relaxed);
     }
     Some(words)
+}
+
+/// Gives `advice` for the whole pages of `page` bytes (a power of two) that lie inside
+/// `range`, if any; failure changes nothing.
+///
+/// # Safety
+///
+/// `range` must lie inside memory this process owns, and the advice must not take away
+/// contents anyone still reads.
+#[cfg(target_os = "linux")]
+pub(crate) unsafe fn advise_whole_pages(
+    range: std::ops::Range<usize>,
+    page: usize,
+    advice: libc::c_int,
+) {
+    let (first, last) = (range.start.next_multiple_of(page), range.end & !(page - 1));
+    if last > first {
+        // SAFETY: whole pages inside `range` (the caller's contract).
+        unsafe { libc::madvise(first as *mut libc::c_void, last - first, advice) };
+    }
 }
 
 /// Asks the kernel to back `words`, whole huge pages, with transparent huge pages (`huge`)

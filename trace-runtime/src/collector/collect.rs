@@ -150,25 +150,16 @@ pub(crate) fn snapshot(active: Registry, stop_ticks: u64, calibration: &Calibrat
 fn advise_huge_pages<T>(vector: &mut Vec<T>) {
     #[cfg(target_os = "linux")]
     {
-        const HUGE_PAGE: usize = 2 << 20;
         let start = vector.as_mut_ptr() as usize;
         let end = start + vector.capacity() * std::mem::size_of::<T>();
-        let (first, last) = (start.next_multiple_of(HUGE_PAGE), end & !(HUGE_PAGE - 1));
-        if last > first {
-            // SAFETY: [first, last) lies inside the vector's allocation, which is ours;
-            // MADV_HUGEPAGE neither reads nor changes its contents.
-            unsafe {
-                libc::madvise(
-                    first as *mut libc::c_void,
-                    last - first,
-                    libc::MADV_HUGEPAGE,
-                )
-            };
-        }
+        // SAFETY: the range is the vector's allocation, which is ours; MADV_HUGEPAGE neither
+        // reads nor changes its contents.
+        unsafe { crate::buffer::advise_whole_pages(start..end, 2 << 20, libc::MADV_HUGEPAGE) };
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = vector;
 }
 
-/// An event of the recorder's, in ticks until the snapshot converts it.
 /// A heap record as a heap event, its time converted.
 fn heap_event_of(raw: RawHeap, calibration: &Calibration) -> HeapEvent {
     let time_ns = calibration.ns_since_start(raw.time);
@@ -178,6 +169,7 @@ fn heap_event_of(raw: RawHeap, calibration: &Calibration) -> HeapEvent {
     }
 }
 
+/// An event of the recorder's, in ticks until the snapshot converts it.
 fn event_of(raw: RawEvent) -> Event {
     let identity = match raw.long_name {
         Some(name) => Identity::of_name(name),
