@@ -169,3 +169,23 @@ pub fn oracle_python() -> Option<PathBuf> {
     eprintln!("skipped: {reason}");
     None
 }
+
+/// Runs `script` with the oracle venv's `python` and these arguments, and returns what it
+/// printed; a failure fails the test, showing what the script wrote to stderr. `what` names
+/// the script in that message.
+pub fn run_python(python: &Path, what: &str, script: &str, args: &[&std::ffi::OsStr]) -> Vec<u8> {
+    let output = std::process::Command::new(python)
+        // xprof's native code logs at INFO level otherwise.
+        .env("TF_CPP_MIN_LOG_LEVEL", "1")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {what}: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 
 use serde_json::Value;
-use trace_tests::{oracle_python, workspace_root};
+use trace_tests::{oracle_python, run_python, workspace_root};
 
 /// A `profiled` child process serving the profiler on a free port of 127.0.0.1. It exits
 /// when its standard input closes, so it never outlives the test.
@@ -69,18 +69,13 @@ addr, logdir, duration_ms = sys.argv[1], sys.argv[2], int(sys.argv[3])
 p.trace(addr, logdir, "", True, duration_ms, 2,
         {"host_tracer_level": 2, "device_tracer_level": 1, "python_tracer_level": 0, "delay_ms": 0})
 "#;
-    let output = Command::new(python)
-        .env("TF_CPP_MIN_LOG_LEVEL", "1")
-        .args(["-c", program, service_addr])
-        .arg(logdir)
-        .arg(duration_ms.to_string())
-        .output()
-        .expect("run xprof's capture client");
-    assert!(
-        output.status.success(),
-        "xprof's capture client failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let duration_ms = duration_ms.to_string();
+    let args = [
+        service_addr.as_ref(),
+        logdir.as_os_str(),
+        duration_ms.as_ref(),
+    ];
+    run_python(python, "xprof's capture client", program, &args);
 }
 
 /// Validates `logdir` with the oracle and returns its `--json` summary.

@@ -321,18 +321,9 @@ print(json.dumps({
     "peak_ops": sorted({s["activityMetadata"]["tfOpName"] for s in profile["memoryProfileSnapshots"]}),
 }))
 "#;
-    let output = std::process::Command::new(python)
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(xplane)
-        .output()
-        .expect("run the oracle's python");
-    assert!(
-        output.status.success(),
-        "xprof's converter failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("the script prints JSON")
+    let printed =
+        trace_tests::run_python(python, "xprof's converter", SCRIPT, &[xplane.as_os_str()]);
+    serde_json::from_slice(&printed).expect("the script prints JSON")
 }
 
 /// A training loop that holds one more MiB each step and 8 MiB more for a moment in step 3,
