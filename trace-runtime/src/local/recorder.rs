@@ -183,6 +183,8 @@ pub(crate) fn record_heap(addr: usize, bytes: usize, free: bool, min_bytes: usiz
         return;
     }
     let Some(w0) = heap_word(addr as u64, free) else {
+        // An address the record cannot hold (at or above 2^48): lost, and counted.
+        registry::count_lost(1);
         return;
     };
     if let Some(buffer) = buffer {
