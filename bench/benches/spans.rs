@@ -531,9 +531,10 @@ impl Subject for Ours {
         // session (which sets up its buffer) is not timed.
         self.expected = spans + spans / BATCH + 1;
         match self.mode {
-            // An event takes one slot; a step_num argument two more.
-            OursMode::On | OursMode::OnFirstSession => start_session(self.expected + 16, 0),
-            OursMode::OnStepNum => start_session(3 * spans + spans / BATCH + 16, 0),
+            // An event takes one slot, its step_num included (a number inside its record).
+            OursMode::On | OursMode::OnFirstSession | OursMode::OnStepNum => {
+                start_session(self.expected + 16, 0)
+            }
             OursMode::Off => return,
         }
         trace!("warm-up", {});

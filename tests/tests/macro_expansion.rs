@@ -123,6 +123,91 @@ fn name_and_metadata_options() {
     assert_eq!(events[1].metadata("first"), Some(&Value::Bool(false)));
 }
 
+/// The first metadata of a scope travels inside its event's record when it is a number that
+/// fits 32 bits; any other value under the first key is recorded as metadata of its own. Either
+/// way every value arrives, in the order written, with its type.
+#[test]
+fn the_first_metadata_arrives_in_order_whatever_its_value() {
+    fn values(event: &Event) -> Vec<(&str, Value<'static>)> {
+        event
+            .all_metadata()
+            .iter()
+            .map(|(key, value)| (*key, value.clone()))
+            .collect()
+    }
+    let big = i64::from(i32::MAX) + 1;
+    let snapshot = record(1, || {
+        for first in [
+            Value::Int(-3),
+            Value::Int(big),
+            Value::UInt(u64::from(u32::MAX)),
+            Value::UInt(u64::MAX),
+            Value::Bool(false),
+            Value::Float(0.25),
+            Value::Str("seven".into()),
+        ] {
+            trace!("first", first = first.clone(), second = 2u8, {
+                trace_runtime::set_metadata("late", true);
+            });
+        }
+        block_on(async_step(9, Duration::ZERO));
+    });
+    let events = named(&snapshot, "first");
+    let firsts: Vec<_> = events.iter().map(|e| values(e)).collect();
+    let expected = |first: Value<'static>| {
+        vec![
+            ("first", first),
+            ("second", Value::UInt(2)),
+            ("late", Value::Bool(true)),
+        ]
+    };
+    assert_eq!(
+        firsts,
+        [
+            expected(Value::Int(-3)),
+            expected(Value::Int(big)),
+            expected(Value::UInt(u64::from(u32::MAX))),
+            expected(Value::UInt(u64::MAX)),
+            expected(Value::Bool(false)),
+            expected(Value::Float(0.25)),
+            expected(Value::Str("seven".into())),
+        ]
+    );
+    // An async fn's first metadata stays a record of its own: its event may end elsewhere.
+    let step = only(&snapshot, "async_step");
+    assert_eq!(step.metadata("id"), Some(&Value::UInt(9)));
+}
+
+/// A step number costs its span no room: a buffer of 100 events holds 100 spans that each
+/// carry one, and the spans past it are counted as dropped, none cut in half.
+#[test]
+fn a_step_number_fits_inside_its_event() {
+    let _lock = trace_tests::session_lock();
+    session::start(&SessionConfig {
+        max_events_per_thread: 100,
+        ..SessionConfig::default()
+    })
+    .unwrap();
+    // A new thread: its buffer is fresh, of this session's capacity.
+    std::thread::spawn(|| {
+        for step in 0..150i64 {
+            trace!("step", step_num = step, {});
+        }
+    })
+    .join()
+    .unwrap();
+    let snapshot = session::stop().unwrap();
+    let steps: Vec<_> = named(&snapshot, "step")
+        .iter()
+        .map(|e| e.metadata("step_num").cloned())
+        .collect();
+    assert_eq!(
+        steps,
+        (0..100).map(|s| Some(Value::Int(s))).collect::<Vec<_>>()
+    );
+    assert_eq!(snapshot.dropped(), 50);
+}
+
 static EVALUATED: AtomicUsize = AtomicUsize::new(0);
 
 fn counted(value: i64) -> i64 {

@@ -66,15 +66,14 @@ fn instrument(item: TokenStream, options: &Options, function: &TracedFn) -> Toke
     // Mixed-site hygiene: the user's code can neither see nor shadow this binding, even if it
     // declares its own `__traced_guard`.
     let guard = Ident::new("__traced_guard", Span::mixed_site());
-    let metadata = set_metadata(&guard, &options.metadata);
+    let entry = enter_with_metadata(&krate, &enter, &name, &level, &guard, &options.metadata);
     let (inner_attributes, statements) = split_inner_attributes(body.stream());
 
     let mut new_body = Group::new(
         Delimiter::Brace,
         quote! {
             #inner_attributes
-            let #guard = #krate::__private::#enter(#krate::__private::callsite!(#name, #level));
-            #metadata
+            #entry
             #statements
         },
     );
@@ -111,7 +110,14 @@ fn trace_enabled(name: &LitStr, options: &Options, body: &TraceBody) -> TokenStr
     let krate = runtime(options);
     let level = level(options);
     let guard = Ident::new("__trace_guard", Span::mixed_site());
-    let metadata = set_metadata(&guard, &options.metadata);
+    let entry = enter_with_metadata(
+        &krate,
+        &quote!(enter),
+        &name.to_token_stream(),
+        &level,
+        &guard,
+        &options.metadata,
+    );
     let binding = body
         .binding
         .as_ref()
@@ -119,8 +125,7 @@ fn trace_enabled(name: &LitStr, options: &Options, body: &TraceBody) -> TokenStr
     let block = user_block(&body.block);
     quote! {
         {
-            let #guard = #krate::__private::enter(#krate::__private::callsite!(#name, #level));
-            #metadata
+            #entry
             #binding
             #block
         }
@@ -176,16 +181,36 @@ fn level(options: &Options) -> LitInt {
     LitInt::new(&format!("{value}u8"), span)
 }
 
-/// `if guard.is_active() { guard.set_metadata("key", value); ... }`, or nothing without
-/// metadata. The values are evaluated only while the event is being recorded.
-fn set_metadata(guard: &Ident, metadata: &[Metadata]) -> TokenStream {
-    if metadata.is_empty() {
-        return TokenStream::new();
-    }
-    let keys = metadata.iter().map(|m| &m.key);
-    let values = metadata.iter().map(|m| &m.value);
+/// The guard's binding and its metadata. Without metadata, the guard alone. With metadata,
+/// the call site is declared with the first key as its inline key, and the values are
+/// evaluated only while the event is being recorded:
+///
+/// `let site = callsite!(name, level, "k0"); let mut guard = enter(site);
+///  if guard.is_active() { set_inline_metadata(&mut guard, site, v0); guard.set_metadata("k1", v1); ... }`
+///
+/// so that a number under the first key travels inside the event's own record.
+fn enter_with_metadata(
+    krate: &TokenStream,
+    enter: &TokenStream,
+    name: &TokenStream,
+    level: &LitInt,
+    guard: &Ident,
+    metadata: &[Metadata],
+) -> TokenStream {
+    let Some((first, rest)) = metadata.split_first() else {
+        return quote! {
+            let #guard = #krate::__private::#enter(#krate::__private::callsite!(#name, #level));
+        };
+    };
+    let site = Ident::new("__trace_site", Span::mixed_site());
+    let (first_key, first_value) = (&first.key, &first.value);
+    let keys = rest.iter().map(|m| &m.key);
+    let values = rest.iter().map(|m| &m.value);
     quote! {
+        let #site = #krate::__private::callsite!(#name, #level, #first_key);
+        let mut #guard = #krate::__private::#enter(#site);
         if #guard.is_active() {
+            #krate::__private::set_inline_metadata(&mut #guard, #site, #first_value);
             #( #guard.set_metadata(#keys, #values); )*
         }
     }
@@ -300,14 +325,18 @@ mod tests {
         );
         let expected = quote! {
             fn f(step: i64) -> i64 {
-                let __traced_guard = ::trace_runtime::__private::enter(
-                    ::trace_runtime::__private::callsite!(
-                        ::core::concat!(::core::module_path!(), "::", "f"),
-                        1u8
-                    )
+                let __trace_site = ::trace_runtime::__private::callsite!(
+                    ::core::concat!(::core::module_path!(), "::", "f"),
+                    1u8,
+                    "step_num"
                 );
+                let mut __traced_guard = ::trace_runtime::__private::enter(__trace_site);
                 if __traced_guard.is_active() {
-                    __traced_guard.set_metadata("step_num", step);
+                    ::trace_runtime::__private::set_inline_metadata(
+                        &mut __traced_guard,
+                        __trace_site,
+                        step
+                    );
                 }
                 step + 1
             }
@@ -370,14 +399,18 @@ mod tests {
         );
         let expected = quote! {
             async fn handler(id: u32) -> Result<(), E> {
-                let __traced_guard = ::trace_runtime::__private::enter_async(
-                    ::trace_runtime::__private::callsite!(
-                        ::core::concat!(::core::module_path!(), "::", "handler"),
-                        1u8
-                    )
+                let __trace_site = ::trace_runtime::__private::callsite!(
+                    ::core::concat!(::core::module_path!(), "::", "handler"),
+                    1u8,
+                    "id"
                 );
+                let mut __traced_guard = ::trace_runtime::__private::enter_async(__trace_site);
                 if __traced_guard.is_active() {
-                    __traced_guard.set_metadata("id", id);
+                    ::trace_runtime::__private::set_inline_metadata(
+                        &mut __traced_guard,
+                        __trace_site,
+                        id
+                    );
                 }
                 step().await?;
                 Ok(())
@@ -443,14 +476,21 @@ mod tests {
 
     #[test]
     fn enabled_trace_block() {
-        let output = trace(quote!("call", f = name(), level = 2, { run()? }), true);
+        let output = trace(
+            quote!("call", f = name(), level = 2, g = 1.5, { run()? }),
+            true,
+        );
         let expected = quote! {
             {
-                let __trace_guard = ::trace_runtime::__private::enter(
-                    ::trace_runtime::__private::callsite!("call", 2u8)
-                );
+                let __trace_site = ::trace_runtime::__private::callsite!("call", 2u8, "f");
+                let mut __trace_guard = ::trace_runtime::__private::enter(__trace_site);
                 if __trace_guard.is_active() {
-                    __trace_guard.set_metadata("f", name());
+                    ::trace_runtime::__private::set_inline_metadata(
+                        &mut __trace_guard,
+                        __trace_site,
+                        name()
+                    );
+                    __trace_guard.set_metadata("g", 1.5);
                 }
                 { run()? }
             }

@@ -36,7 +36,7 @@ use loom::sync::atomic as buffer_atomic;
 use std::sync::atomic as buffer_atomic;
 
 use crate::clock;
-use crate::record::{string_words, SLOT};
+use crate::record::{long_numbered_event, numbered_event, string_words, SLOT};
 
 /// What a buffer keeps committed after `stop` has read it, for its thread's next session
 /// (see [`ThreadBuffer::release_pages`]).
@@ -157,16 +157,41 @@ impl ThreadBuffer {
         self.push_slot_now(|time| [w0, time, bytes]);
     }
 
+    /// Reads the clock and appends the event with a number that ends now (see
+    /// `record::numbered_event`): one slot, or two when it lasted 2^32 ticks or more. Marked
+    /// like an event.
+    #[inline(always)]
+    pub(crate) fn push_numbered_event_ending_now(&self, w0: u64, start: u64, number: u64) {
+        let state = self.mark_before_clock();
+        let end = clock::now();
+        match numbered_event(w0, start, end, number) {
+            Some(slot) => self.publish_slot(state, slot),
+            None => self.push_marked(state, &long_numbered_event(w0, start, end, number)),
+        }
+    }
+
     /// Reads the clock and appends the one-slot record `slot` makes of it. The buffer is
     /// marked from before the clock read until the record is published.
     #[inline(always)]
     fn push_slot_now(&self, slot: impl FnOnce(u64) -> [u64; SLOT]) {
+        let state = self.mark_before_clock();
+        self.publish_slot(state, slot(clock::now()));
+    }
+
+    /// Marks the buffer as being written; returns its state unmarked. The mark is stored
+    /// before the caller reads the clock: `session::stop` relies on it.
+    #[inline(always)]
+    fn mark_before_clock(&self) -> usize {
         // Even: only this thread writes the state, and it leaves it unmarked.
         let state = self.state.load(Ordering::Relaxed);
         self.state.store(state | WRITING, Ordering::Relaxed);
-        // The mark is stored before the clock is read: `session::stop` relies on it.
         compiler_fence(Ordering::SeqCst);
-        let [w0, w1, w2] = slot(clock::now());
+        state
+    }
+
+    /// Appends one slot to the marked buffer, publishes it and clears the mark.
+    #[inline(always)]
+    fn publish_slot(&self, state: usize, [w0, w1, w2]: [u64; SLOT]) {
         let len = state >> 1;
         // The one bounds check: against the populated limit, which is at most the capacity.
         if len + SLOT <= self.ready.load(Ordering::Relaxed) {
@@ -183,23 +208,24 @@ impl ThreadBuffer {
             c.store(w2, Ordering::Relaxed);
             self.state.store((len + SLOT) << 1, Ordering::Release);
         } else {
-            self.push_event_past_ready(state, [w0, w1, w2]);
+            self.push_marked(state, &[w0, w1, w2]);
         }
     }
 
-    /// [`Self::push_slot_now`] past the populated limit, the buffer marked: populates
-    /// the next chunk and appends, or, when the buffer is full, counts the event as dropped.
-    /// Either way the mark is cleared last. The end clock was read before: the populating
-    /// is not part of the event.
+    /// Appends `record` to the marked buffer past the populated limit (or a record longer than
+    /// a slot): populates the next chunk and appends, or, when the buffer is full, counts the
+    /// event as dropped. Either way the mark is cleared last. The end clock was read before:
+    /// the populating is not part of the event.
     #[cold]
     #[inline(never)]
-    fn push_event_past_ready(&self, state: usize, slot: [u64; SLOT]) {
+    fn push_marked(&self, state: usize, record: &[u64]) {
         let len = state >> 1;
-        if self.populate_through(len + SLOT) {
-            for (word, value) in self.words[len..len + SLOT].iter().zip(slot) {
+        let end = len + record.len();
+        if self.populate_through(end) {
+            for (word, &value) in self.words[len..end].iter().zip(record) {
                 word.store(value, Ordering::Relaxed);
             }
-            self.state.store((len + SLOT) << 1, Ordering::Release);
+            self.state.store(end << 1, Ordering::Release);
         } else {
             self.count_drop();
             self.state.store(state, Ordering::Release);
@@ -671,7 +697,7 @@ mod tests {
     /// Appends events and metadata with strings of every length until well past the capacity,
     /// to a buffer populated in chunks smaller than a record and in chunks that grow, and
     /// checks that what is published is exactly what fit, record for record, and that every
-    /// event that did not fit is counted.
+    /// event that did not fit is counted. Events with an inline number take one slot or two.
     #[test]
     fn records_stay_whole_across_chunks_and_drops_are_counted_at_capacity() {
         for (first, max) in [(16, 16), (64, 256), (256, 4096), (FIRST_CHUNK, MAX_CHUNK)] {
@@ -692,6 +718,32 @@ mod tests {
                         expected.extend(string_slots(&text));
                     } else {
                         refused += 1;
+                    }
+                } else if i % 3 == 1 {
+                    // An event with a number: one slot when it lasted under 2^32 ticks (it
+                    // started now), two when it started 2^33 ticks ago.
+                    let now = clock::now();
+                    let start = if i % 2 == 0 {
+                        now
+                    } else {
+                        now.wrapping_sub(1 << 33)
+                    };
+                    let words = if i % 2 == 0 { SLOT } else { 2 * SLOT };
+                    let fits = expected.len() + words <= capacity;
+                    let (w0, number) = ((8 * i) | (1 << 48), i << 32);
+                    buffer.push_numbered_event_ending_now(w0, start, number);
+                    if fits {
+                        let published = buffer.published();
+                        let last = &published[expected.len()..];
+                        assert_eq!(last.len(), words, "record {i}");
+                        if i % 2 == 0 {
+                            assert_eq!(last[2] >> 32, i, "record {i}");
+                            expected.extend([w0, start, last[2]]);
+                        } else {
+                            expected.extend([w0 | 1 << 51, start, last[2], number, 0, 0]);
+                        }
+                    } else {
+                        event_drops += 1;
                     }
                 } else {
                     let fits = expected.len() + SLOT <= capacity;

@@ -10,6 +10,9 @@ pub struct Callsite {
     file: &'static str,
     line: u32,
     level: u8,
+    /// The key of the site's first metadata, whose number an event record can carry inline
+    /// (see `record`); empty when the site has none.
+    inline_key: &'static str,
 }
 
 impl Callsite {
@@ -28,6 +31,16 @@ impl Callsite {
             file,
             line,
             level,
+            inline_key: "",
+        }
+    }
+
+    /// The site with `key` as its first metadata key: the macros pass it when a scope has
+    /// metadata, so that a number under that key can travel inside the event's own record.
+    pub const fn with_inline_key(self, key: &'static str) -> Callsite {
+        Callsite {
+            inline_key: key,
+            ..self
         }
     }
 
@@ -56,6 +69,11 @@ impl Callsite {
     pub fn level(&self) -> u8 {
         self.level
     }
+
+    /// The key set by [`Callsite::with_inline_key`], if any.
+    pub fn inline_key(&self) -> Option<&'static str> {
+        (!self.inline_key.is_empty()).then_some(self.inline_key)
+    }
 }
 
 /// Call sites are compared by identity: each `static` is its own site.
@@ -80,18 +98,23 @@ pub fn callsites() -> impl Iterator<Item = &'static Callsite> {
         .map(|registration| registration.0)
 }
 
-/// Declares a call site `static`, registers it, and evaluates to `&'static Callsite`.
+/// Declares a call site `static`, registers it, and evaluates to `&'static Callsite`; the
+/// optional third argument is its inline key (see [`Callsite::with_inline_key`]).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __callsite {
-    ($name:expr, $level:expr) => {{
+    ($name:expr, $level:expr) => {
+        $crate::__private::callsite!($name, $level, "")
+    };
+    ($name:expr, $level:expr, $inline_key:expr) => {{
         static __TRACE_CALLSITE: $crate::__private::Callsite = $crate::__private::Callsite::new(
             $name,
             ::core::module_path!(),
             ::core::file!(),
             ::core::line!(),
             $level,
-        );
+        )
+        .with_inline_key($inline_key);
         $crate::__private::inventory::submit! {
             $crate::__private::Registration(&__TRACE_CALLSITE)
         }

@@ -129,6 +129,22 @@ pub mod __private {
         }
     }
 
+    /// The first metadata of a scope, under its call site's inline key (the site passed to
+    /// [`enter`] or [`enter_async`], declared with that key).
+    #[inline(always)]
+    pub fn set_inline_metadata<'a>(
+        guard: &mut Trace,
+        site: &'static Callsite,
+        value: impl Into<crate::Value<'a>>,
+    ) {
+        #[cfg(feature = "enable")]
+        guard.set_inline_metadata(site, value.into());
+        #[cfg(not(feature = "enable"))]
+        {
+            let _ = (guard, site, value);
+        }
+    }
+
     /// The guard of an `async fn` body: from first poll to completion.
     #[inline(always)]
     pub fn enter_async(site: &'static Callsite) -> Trace {

@@ -8,12 +8,18 @@
 //! | kind        | slot words                                                              |
 //! |-------------|-------------------------------------------------------------------------|
 //! | `EVENT`     | `site ptr`, start ticks, end ticks                                      |
+//! | `EVENT` with a number | `site ptr \| tag << 48`, start, `end - start \| number << 32`: a call site's event that carries its first metadata, a 32-bit number (see [`inline_number`]), when it lasted under 2^32 ticks |
+//! | `EVENT` with a number, long | `site ptr \| tag << 48 \| 1 << 51`, start, end; then: number, 0, 0 |
 //! | `ASYNC`     | `site ptr | 1`, start ticks, end ticks                                  |
 //! | `NAMED`     | `2 | name_len << 8`, name ptr, start; then: end ticks, 0, 0             |
 //! | `SHORT_NAMED` | `4 | name_len << 3 | name ptr << 16`, start, end (names under 8 KiB at addresses below 2^48, i.e. all of them on today's 64-bit targets) |
 //! | `ARG`       | `3 | type << 3 | key_len << 8`, key ptr, owner start (or time); then: payload or string length, owner identity (0: innermost by time), 0; then the string's bytes |
 //! | `HEAP`      | `7 | free << 3 | addr << 16`, time, bytes: a heap block allocated or freed (addresses below 2^48) |
 //! | `SHORT_ARG` | `6 | type << 3 | starting << 5 | key_len << 6 | key ptr << 16`, owner start (or time), payload: a number or bool under a key shorter than 1 KiB, for the event of this thread that started at that tick (`starting`) or the innermost one open then |
+//!
+//! A number goes inside its event's record only under the call site's inline key (see
+//! `Callsite::with_inline_key`), which is how the decoder knows the key: a `step_num` costs
+//! its span no bytes and no second record.
 //!
 //! Words hold addresses of `'static` data (call sites, names, keys): turning them back into
 //! references is only sound for words this module's encoders wrote, which is why the
@@ -142,6 +148,55 @@ pub(crate) fn short_arg_record(
     ])
 }
 
+/// Bit of [`inline_number`]'s word that tells a guard's `info` it carries a number.
+pub(crate) const INLINE_NUMBER: u64 = 1 << 3;
+/// Tags of an inline number: its value's type plus one (0 is a plain event).
+const TAG_SHIFT: u32 = 48;
+const TAG_MASK: u64 = 7;
+/// Set in the first word of the two-slot form of an event with a number.
+const LONG_NUMBERED: u64 = 1 << 51;
+
+/// A number that fits inside its event's record: an int within `i32`, a uint within `u32`, or
+/// a bool, as `number << 32 | tag << 4 | INLINE_NUMBER`. Its low three bits are `KIND_EVENT`'s,
+/// so that a guard can keep it as its `info`.
+#[inline(always)]
+pub(crate) fn inline_number(value: &Value<'_>) -> Option<u64> {
+    let (ty, payload) = match *value {
+        Value::Int(v) => (TYPE_INT, i32::try_from(v).ok()? as u32),
+        Value::UInt(v) => (TYPE_UINT, u32::try_from(v).ok()?),
+        Value::Bool(v) => (TYPE_BOOL, u32::from(v)),
+        Value::Float(_) | Value::Str(_) => return None,
+    };
+    Some(u64::from(payload) << 32 | (ty + 1) << 4 | INLINE_NUMBER)
+}
+
+/// True when a call site's address leaves room for an inline number's tag (all of them on
+/// today's 64-bit targets).
+#[inline(always)]
+pub(crate) fn can_carry_number(site: u64) -> bool {
+    site >> TAG_SHIFT == 0
+}
+
+/// The first word of the record of a call site's event carrying `number` (from
+/// [`inline_number`]); the site's address passed [`can_carry_number`].
+#[inline(always)]
+pub(crate) fn numbered_event_word(site: u64, number: u64) -> u64 {
+    site | (number >> 4 & TAG_MASK) << TAG_SHIFT
+}
+
+/// The one slot of an event with a number that lasted under 2^32 ticks; `None` for a longer
+/// one (or an end before its start), which takes [`long_numbered_event`].
+#[inline(always)]
+pub(crate) fn numbered_event(w0: u64, start: u64, end: u64, number: u64) -> Option<[u64; SLOT]> {
+    let duration = end.wrapping_sub(start);
+    (duration >> 32 == 0).then_some([w0, start, duration | number >> 32 << 32])
+}
+
+/// The two slots of an event with a number, for any duration.
+pub(crate) fn long_numbered_event(w0: u64, start: u64, end: u64, number: u64) -> [u64; 2 * SLOT] {
+    [w0 | LONG_NUMBERED, start, end, number, 0, 0]
+}
+
 /// The first word of a `HEAP` record for the block at `addr`, when its address fits.
 #[inline(always)]
 pub(crate) fn heap_word(addr: u64, free: bool) -> Option<u64> {
@@ -194,6 +249,8 @@ pub(crate) struct RawEvent {
     pub(crate) long_name: Option<&'static str>,
     pub(crate) start: u64,
     pub(crate) end: u64,
+    /// The number the event carries inline, under its call site's inline key.
+    pub(crate) number: Option<(&'static str, Value<'static>)>,
 }
 
 /// One metadata record.
@@ -214,6 +271,17 @@ pub(crate) struct RawHeap {
     pub(crate) addr: u64,
     pub(crate) bytes: u64,
     pub(crate) free: bool,
+}
+
+/// The value of an inline number: its tag and its 32 bits.
+fn inline_value(tag: u64, payload: u64) -> Option<Value<'static>> {
+    let payload = payload as u32;
+    match tag.checked_sub(1)? {
+        TYPE_INT => Some(Value::Int(i64::from(payload as i32))),
+        TYPE_UINT => Some(Value::UInt(u64::from(payload))),
+        TYPE_BOOL => Some(Value::Bool(payload != 0)),
+        _ => None,
+    }
 }
 
 /// Parses a buffer's published words, calling `on_event`, `on_arg` and `on_heap` in record order. A
@@ -262,12 +330,36 @@ pub(crate) unsafe fn decode(
             at += SLOT;
             continue;
         }
+        if kind == KIND_EVENT && w0 >> TAG_SHIFT != 0 {
+            let site = w0 & ((1 << TAG_SHIFT) - 1);
+            let (end, number) = if w0 & LONG_NUMBERED == 0 {
+                (slot[1].wrapping_add(slot[2] & u64::from(u32::MAX)), slot[2])
+            } else {
+                let Some(record) = words.get(at + SLOT..at + 2 * SLOT) else {
+                    break;
+                };
+                at += SLOT;
+                (slot[2], record[0])
+            };
+            // SAFETY: a numbered event's word holds its call site's address.
+            let key = unsafe { callsite_at(site) }.inline_key();
+            on_event(RawEvent {
+                word: site,
+                long_name: None,
+                start: slot[1],
+                end,
+                number: key.zip(inline_value(w0 >> TAG_SHIFT & TAG_MASK, number >> 32)),
+            });
+            at += SLOT;
+            continue;
+        }
         if kind == KIND_EVENT || kind == KIND_ASYNC || kind == KIND_SHORT_NAMED {
             on_event(RawEvent {
                 word: w0,
                 long_name: None,
                 start: slot[1],
                 end: slot[2],
+                number: None,
             });
             at += SLOT;
             continue;
@@ -283,6 +375,7 @@ pub(crate) unsafe fn decode(
                 long_name: Some(unsafe { static_str(record[1], w0 >> 8) }),
                 start: record[2],
                 end: record[3],
+                number: None,
             }),
             KIND_ARG => {
                 let payload = record[3];
@@ -407,7 +500,10 @@ mod tests {
             unsafe {
                 decode(
                     words,
-                    |e| events.push((e.word, e.long_name, e.start, e.end)),
+                    |e| {
+                        assert_eq!(e.number, None);
+                        events.push((e.word, e.long_name, e.start, e.end))
+                    },
                     |a| args.push(a),
                     |h| heap.push(h),
                 )
@@ -423,5 +519,56 @@ mod tests {
         // A record cut short ends the parse without reading past the words.
         let (events, args, heap) = parse(&words[..words.len() - 1]);
         assert_eq!((events.len(), args.len(), heap.len()), (4, 9, 1));
+    }
+
+    static STEP: Callsite =
+        Callsite::new("step", "module", "file.rs", 8, 1).with_inline_key("step_num");
+
+    /// Numbers under a site's inline key travel in its event's record: one slot when the event
+    /// lasted under 2^32 ticks, two otherwise (also when it ended before it started); values
+    /// that do not fit 32 bits are not inline numbers.
+    #[test]
+    fn events_with_an_inline_number_round_trip() {
+        assert_eq!(inline_number(&Value::Float(1.0)), None);
+        assert_eq!(inline_number(&Value::Str("7".into())), None);
+        assert_eq!(inline_number(&Value::Int(i64::from(i32::MAX) + 1)), None);
+        assert_eq!(inline_number(&Value::UInt(u64::from(u32::MAX) + 1)), None);
+        let site = &STEP as *const Callsite as u64;
+        assert!(can_carry_number(site));
+        let cases = [
+            (Value::Int(7), 100, 100 + (1 << 32) - 1),
+            (Value::Int(i64::from(i32::MIN)), 100, 100 + (1 << 32)),
+            (Value::UInt(u64::from(u32::MAX)), 5, 4),
+            (Value::Bool(true), 1, 2),
+            (Value::Bool(false), u64::MAX - 1, u64::MAX),
+        ];
+        let mut words = Vec::new();
+        let mut slots = Vec::new();
+        for (value, start, end) in &cases {
+            let number = inline_number(value).unwrap();
+            assert_eq!(number & KIND_MASK, KIND_EVENT);
+            let w0 = numbered_event_word(site, number);
+            let record = match numbered_event(w0, *start, *end, number) {
+                Some(slot) => slot.to_vec(),
+                None => long_numbered_event(w0, *start, *end, number).to_vec(),
+            };
+            slots.push(record.len() / SLOT);
+            words.extend(record);
+        }
+        assert_eq!(slots, [1, 2, 2, 1, 1]);
+        let mut events = Vec::new();
+        // SAFETY: the words were written by this module's encoders.
+        unsafe { decode(&words, |e| events.push(e), |_| panic!(), |_| panic!()) };
+        let expected: Vec<RawEvent> = cases
+            .into_iter()
+            .map(|(value, start, end)| RawEvent {
+                word: site,
+                long_name: None,
+                start,
+                end,
+                number: Some(("step_num", value)),
+            })
+            .collect();
+        assert_eq!(events, expected);
     }
 }

@@ -175,7 +175,12 @@ fn event_of(raw: RawEvent) -> Event {
         Some(name) => Identity::of_name(name),
         None => Identity::of_record_word(raw.word),
     };
-    Event::recorded(identity, raw.start, raw.end)
+    let mut event = Event::recorded(identity, raw.start, raw.end);
+    // The first metadata: later records of the scope's metadata are attached after it.
+    if let Some((key, value)) = raw.number {
+        event.push_metadata(key, value);
+    }
+    event
 }
 
 /// Puts one thread's events, read in the order they completed, in start order, the longer

@@ -6,7 +6,10 @@ use super::graph;
 use super::recorder;
 use crate::callsite::Callsite;
 use crate::clock;
-use crate::record::{static_str, KIND_ASYNC, KIND_EVENT, KIND_GRAPH, KIND_MASK, KIND_NAMED};
+use crate::record::{
+    can_carry_number, inline_number, static_str, KIND_ASYNC, KIND_EVENT, KIND_GRAPH, KIND_MASK,
+    KIND_NAMED,
+};
 use crate::switch::{GRAPH_ONLY, INLINE_TSC, LEVEL};
 use crate::value::Value;
 
@@ -129,6 +132,29 @@ impl Trace {
     pub fn is_active(&self) -> bool {
         self.start != 0
     }
+
+    /// Attaches the first metadata of the macros' guard for `site`, under the site's inline
+    /// key. A number that fits is kept in the guard and travels inside the event's own record
+    /// (`record::inline_number`); anything else is recorded as by [`Trace::set_metadata`].
+    #[inline]
+    pub(crate) fn set_inline_metadata(&mut self, site: &'static Callsite, value: Value<'_>) {
+        let Some(key) = site.inline_key() else {
+            return;
+        };
+        if self.start == 0 {
+            return;
+        }
+        // Only a sync event of this very site, not yet carrying a number: its record is the
+        // one that names the key.
+        let ident = site as *const Callsite as usize;
+        if self.info == KIND_EVENT && self.ident == ident && can_carry_number(ident as u64) {
+            if let Some(number) = inline_number(&value) {
+                self.info = number;
+                return;
+            }
+        }
+        self.set_metadata(key, value);
+    }
 }
 
 impl Drop for Trace {
@@ -154,12 +180,15 @@ fn end_event(ident: usize, info: u64, start: u64) {
     }
 }
 
-/// Ends a named event, or a call of a graph-only session.
+/// Ends a call site's event that carries a number, a named event, or a call of a graph-only
+/// session.
 #[inline(never)]
 fn record_other(ident: usize, info: u64, start: u64) {
-    if info & KIND_MASK == KIND_GRAPH {
-        graph::exit(ident, info, start);
-        return;
+    match info & KIND_MASK {
+        // Not the plain `KIND_EVENT`: its info is an inline number.
+        KIND_EVENT => return recorder::record_numbered_event(ident as u64, info, start),
+        KIND_GRAPH => return graph::exit(ident, info, start),
+        _ => {}
     }
     // SAFETY: named guards store the address and length of a `&'static str`.
     let name = unsafe { static_str(ident as u64, info >> 8) };

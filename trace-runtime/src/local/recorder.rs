@@ -15,7 +15,8 @@ use std::sync::Arc;
 use crate::buffer::{ThreadBuffer, NAMELESS};
 use crate::clock;
 use crate::record::{
-    arg_record, heap_word, named_record, short_arg_record, short_named_word, SLOT,
+    arg_record, heap_word, long_numbered_event, named_record, numbered_event, numbered_event_word,
+    short_arg_record, short_named_word, SLOT,
 };
 use crate::registry::{self, Caller, Inside};
 use crate::switch::{EPOCH, GRAPH_ONLY, IN_FLIGHT};
@@ -58,6 +59,37 @@ pub(crate) fn record_site_event(w0: u64, start: u64) {
         }
     }
     record_event_slow(w0, start);
+}
+
+/// Records a call site's event that ends now carrying `number` (`record::inline_number`) under
+/// the site's inline key. Marked, and read from the clock, like [`record_site_event`].
+#[inline(always)]
+pub(crate) fn record_numbered_event(site: u64, number: u64, start: u64) {
+    let w0 = numbered_event_word(site, number);
+    if let Some(buffer) = current_buffer() {
+        if buffer.epoch() == EPOCH.load(Ordering::Relaxed) {
+            buffer.push_numbered_event_ending_now(w0, start, number);
+            return;
+        }
+    }
+    record_numbered_event_slow(w0, number, start);
+}
+
+/// [`record_numbered_event`] without this session's buffer (see [`record_event_slow`]).
+#[cold]
+#[inline(never)]
+fn record_numbered_event_slow(w0: u64, number: u64, start: u64) {
+    let _in_flight = InFlight::begin();
+    let (epoch, end) = epoch_then_clock();
+    match numbered_event(w0, start, end, number) {
+        Some(slot) => record_slow(epoch, &slot, &[], Caller::Scope),
+        None => record_slow(
+            epoch,
+            &long_numbered_event(w0, start, end, number),
+            &[],
+            Caller::Scope,
+        ),
+    }
 }
 
 /// Counts a slow-path record in [`IN_FLIGHT`] while it lives.
