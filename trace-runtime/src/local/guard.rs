@@ -138,9 +138,6 @@ impl Trace {
     /// (`record::inline_number`); anything else is recorded as by [`Trace::set_metadata`].
     #[inline]
     pub(crate) fn set_inline_metadata(&mut self, site: &'static Callsite, value: Value<'_>) {
-        let Some(key) = site.inline_key() else {
-            return;
-        };
         if self.start == 0 {
             return;
         }
@@ -153,7 +150,9 @@ impl Trace {
                 return;
             }
         }
-        self.set_metadata(key, value);
+        if let Some(key) = site.inline_key() {
+            self.set_metadata(key, value);
+        }
     }
 }
 
@@ -175,20 +174,20 @@ impl Drop for Trace {
 fn end_event(ident: usize, info: u64, start: u64) {
     if info == KIND_EVENT || info == KIND_ASYNC {
         recorder::record_site_event(ident as u64 | info, start);
+    } else if info & KIND_MASK == KIND_EVENT {
+        // Not the plain `KIND_EVENT`: the info is an inline number.
+        recorder::record_numbered_event(ident as u64, info, start);
     } else {
         record_other(ident, info, start);
     }
 }
 
-/// Ends a call site's event that carries a number, a named event, or a call of a graph-only
-/// session.
+/// Ends a named event, or a call of a graph-only session.
 #[inline(never)]
 fn record_other(ident: usize, info: u64, start: u64) {
-    match info & KIND_MASK {
-        // Not the plain `KIND_EVENT`: its info is an inline number.
-        KIND_EVENT => return recorder::record_numbered_event(ident as u64, info, start),
-        KIND_GRAPH => return graph::exit(ident, info, start),
-        _ => {}
+    if info & KIND_MASK == KIND_GRAPH {
+        graph::exit(ident, info, start);
+        return;
     }
     // SAFETY: named guards store the address and length of a `&'static str`.
     let name = unsafe { static_str(ident as u64, info >> 8) };
