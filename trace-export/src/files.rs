@@ -71,20 +71,22 @@ impl Drop for Unpublished {
     }
 }
 
-/// Writes `bytes` to `dir/<stem><suffix>`, or, when another process of the same host already
-/// wrote that name in this run, to `dir/<stem>.<pid><suffix>`. The name is claimed with a hard
-/// link, which fails rather than replace an existing file. Returns the path written.
+/// Writes a file with `write` to `dir/<stem><suffix>`, or, when another process of the same
+/// host already wrote that name in this run, to `dir/<stem>.<pid><suffix>`. The file is
+/// written under a temporary name first; the name is claimed with a hard link, which fails
+/// rather than replace an existing file. Returns the path written.
 pub(crate) fn write_claiming_name(
     dir: &Path,
     stem: &str,
     suffix: &str,
-    bytes: &[u8],
+    write: impl FnOnce(&mut fs::File) -> std::io::Result<()>,
 ) -> Result<(PathBuf, String)> {
     let pid = std::process::id();
     let temporary = dir.join(format!(".{stem}.{pid}{suffix}.tmp"));
     let write = || -> std::io::Result<()> {
         let mut file = fs::File::create(&temporary)?;
-        file.write_all(bytes)?;
+        write(&mut file)?;
+        file.flush()?;
         file.sync_all()
     };
     // The error names the file the caller asked for, not the hidden temporary name.

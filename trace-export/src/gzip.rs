@@ -22,6 +22,12 @@ use flate2::{Compress, Compression, FlushCompress, Status};
 const PIECE: usize = 4 << 20;
 /// Pieces that may wait for a helper before the writer compresses one itself.
 const MAX_WAITING: usize = 2;
+/// Room beyond [`PIECE`] in a piece's text buffer: a piece is handed over once it holds
+/// `PIECE` bytes, and the write that gets it there must not make the buffer grow (a copy of
+/// the piece, into fresh memory).
+const PIECE_SLACK: usize = 256 << 10;
+/// Buffers kept for reuse, of each kind: about as many as are in use at once.
+const SPARE: usize = MAX_WAITING + 4;
 
 /// The pieces of one gzip stream between the thread that writes it and its helpers.
 #[derive(Default)]
@@ -40,6 +46,20 @@ struct State {
     in_hand: usize,
     /// The writer has finished (or given up): helpers return.
     closed: bool,
+    /// Text buffers and compressed-piece buffers done with, for the next pieces: memory
+    /// used again costs nothing, where fresh memory must be committed by the kernel.
+    spare_text: Vec<Vec<u8>>,
+    spare_deflate: Vec<Vec<u8>>,
+}
+
+impl State {
+    /// Keeps `buffer` for reuse, emptied, if there is room.
+    fn keep(spare: &mut Vec<Vec<u8>>, mut buffer: Vec<u8>) {
+        if spare.len() < SPARE {
+            buffer.clear();
+            spare.push(buffer);
+        }
+    }
 }
 
 /// One compressed piece.
@@ -56,15 +76,18 @@ impl Pieces {
 
     /// Compresses waiting pieces until the writer has finished.
     pub(crate) fn help(&self) {
+        let mut deflater = Deflater::new();
         let mut state = self.lock();
         loop {
             if let Some((index, text)) = state.waiting.pop_front() {
                 state.in_hand += 1;
+                let out = state.spare_deflate.pop().unwrap_or_default();
                 drop(state);
-                let piece = compress(&text, false);
+                let piece = deflater.compress(&text, false, out);
                 state = self.lock();
                 state.in_hand -= 1;
                 state.compressed.insert(index, piece);
+                State::keep(&mut state.spare_text, text);
                 self.changed.notify_all();
             } else if state.closed {
                 return;
@@ -90,40 +113,54 @@ impl Drop for Closer<'_> {
     }
 }
 
-/// Compresses `text` as one piece: final, or ending with a full flush.
-fn compress(text: &[u8], last: bool) -> Piece {
-    let mut deflater = Compress::new(Compression::fast(), false);
-    let mut deflate = Vec::with_capacity(text.len() / 4 + 64);
-    let flush = if last {
-        FlushCompress::Finish
-    } else {
-        FlushCompress::Full
-    };
-    loop {
-        let read = deflater.total_in() as usize;
-        let status = deflater
-            .compress_vec(&text[read..], &mut deflate, flush)
-            .expect("deflate takes any input");
-        let done = match status {
-            Status::StreamEnd => true,
-            // A flush is complete once all input is in and the output had room to spare.
-            _ => {
-                !last
-                    && deflater.total_in() as usize == text.len()
-                    && deflate.len() < deflate.capacity()
-            }
-        };
-        if done {
-            break;
-        }
-        deflate.reserve(deflate.capacity().max(4096));
+/// A deflate compressor, reused from piece to piece: a fresh one allocates and clears its
+/// window and tables each time.
+struct Deflater(Compress);
+
+impl Deflater {
+    fn new() -> Self {
+        Deflater(Compress::new(Compression::fast(), false))
     }
-    let mut crc = Hasher::new();
-    crc.update(text);
-    Piece {
-        deflate,
-        crc,
-        len: text.len() as u64,
+
+    /// Compresses `text` as one piece into `deflate` (emptied first): final, or ending with a
+    /// full flush.
+    fn compress(&mut self, text: &[u8], last: bool, mut deflate: Vec<u8>) -> Piece {
+        let deflater = &mut self.0;
+        // Each piece starts afresh, as if compressed by a new compressor.
+        deflater.reset();
+        deflate.clear();
+        deflate.reserve(text.len() / 4 + 64);
+        let flush = if last {
+            FlushCompress::Finish
+        } else {
+            FlushCompress::Full
+        };
+        loop {
+            let read = deflater.total_in() as usize;
+            let status = deflater
+                .compress_vec(&text[read..], &mut deflate, flush)
+                .expect("deflate takes any input");
+            let done = match status {
+                Status::StreamEnd => true,
+                // A flush is complete once all input is in and the output had room to spare.
+                _ => {
+                    !last
+                        && deflater.total_in() as usize == text.len()
+                        && deflate.len() < deflate.capacity()
+                }
+            };
+            if done {
+                break;
+            }
+            deflate.reserve(deflate.capacity().max(4096));
+        }
+        let mut crc = Hasher::new();
+        crc.update(text);
+        Piece {
+            deflate,
+            crc,
+            len: text.len() as u64,
+        }
     }
 }
 
@@ -133,6 +170,7 @@ pub(crate) struct GzWriter<'p, W: Write> {
     pieces: &'p Pieces,
     /// Helpers return once the writer is gone, also when it gives up on an error.
     _closer: Closer<'p>,
+    deflater: Deflater,
     text: Vec<u8>,
     /// Pieces handed over, and written.
     handed: u64,
@@ -151,7 +189,8 @@ impl<'p, W: Write> GzWriter<'p, W> {
             out,
             pieces,
             _closer: closer,
-            text: Vec::with_capacity(PIECE),
+            deflater: Deflater::new(),
+            text: Vec::with_capacity(PIECE + PIECE_SLACK),
             handed: 0,
             written: 0,
             crc: Hasher::new(),
@@ -162,17 +201,21 @@ impl<'p, W: Write> GzWriter<'p, W> {
     /// Hands the text gathered over as the next piece; compresses the oldest waiting piece
     /// here while too many wait; writes what is compressed, in order.
     fn hand_over(&mut self) -> io::Result<()> {
-        let text = std::mem::replace(&mut self.text, Vec::with_capacity(PIECE));
         let mut state = self.pieces.lock();
+        let next =
+            (state.spare_text.pop()).unwrap_or_else(|| Vec::with_capacity(PIECE + PIECE_SLACK));
+        let text = std::mem::replace(&mut self.text, next);
         state.waiting.push_back((self.handed, text));
         self.handed += 1;
         self.pieces.changed.notify_all();
         while state.waiting.len() > MAX_WAITING {
             let (index, text) = state.waiting.pop_front().expect("more than zero wait");
+            let out = state.spare_deflate.pop().unwrap_or_default();
             drop(state);
-            let piece = compress(&text, false);
+            let piece = self.deflater.compress(&text, false, out);
             state = self.pieces.lock();
             state.compressed.insert(index, piece);
+            State::keep(&mut state.spare_text, text);
         }
         let ready = self.take_ready(&mut state);
         drop(state);
@@ -196,6 +239,7 @@ impl<'p, W: Write> GzWriter<'p, W> {
             self.crc.combine(&piece.crc);
             self.len += piece.len;
             self.written += 1;
+            State::keep(&mut self.pieces.lock().spare_deflate, piece.deflate);
         }
         Ok(())
     }
@@ -207,10 +251,12 @@ impl<'p, W: Write> GzWriter<'p, W> {
             let mut state = self.pieces.lock();
             let ready = match state.waiting.pop_front() {
                 Some((index, text)) => {
+                    let out = state.spare_deflate.pop().unwrap_or_default();
                     drop(state);
-                    let piece = compress(&text, false);
+                    let piece = self.deflater.compress(&text, false, out);
                     state = self.pieces.lock();
                     state.compressed.insert(index, piece);
+                    State::keep(&mut state.spare_text, text);
                     self.take_ready(&mut state)
                 }
                 None => {
@@ -226,7 +272,8 @@ impl<'p, W: Write> GzWriter<'p, W> {
             drop(state);
             self.write_pieces(ready)?;
         }
-        let last = compress(&std::mem::take(&mut self.text), true);
+        let text = std::mem::take(&mut self.text);
+        let last = self.deflater.compress(&text, true, Vec::new());
         self.write_pieces(vec![last])?;
         let crc = std::mem::replace(&mut self.crc, Hasher::new()).finalize();
         // The length modulo 2^32, as the format keeps it.
@@ -307,6 +354,21 @@ mod tests {
                     encoder.finish().unwrap()
                 };
                 assert!(gz.len() <= whole.len() + whole.len() / 50 + 64, "{len}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_reused_compressor_and_buffer_compress_as_fresh_ones() {
+        let texts = [text(PIECE), text(12_345), text(PIECE + 7)];
+        let mut reused = Deflater::new();
+        let mut out = Vec::new();
+        for last in [false, true] {
+            for text in &texts {
+                let fresh = Deflater::new().compress(text, last, Vec::new());
+                let again = reused.compress(text, last, out);
+                assert!(again.deflate == fresh.deflate, "{} bytes", text.len());
+                out = again.deflate;
             }
         }
     }

@@ -214,9 +214,10 @@ pub(crate) fn write_profile(
                 .name("trace-export chrome".into())
                 .spawn_scoped(scope, || write_chrome(&layout))
         });
-        let bytes = layout.encode();
-        let claimed = files::write_claiming_name(&run_dir, &host, ".xplane.pb", &bytes);
-        drop(bytes);
+        // Streamed to the file: the xplane (131 MiB for 10 M events) is never whole in memory.
+        let claimed = files::write_claiming_name(&run_dir, &host, ".xplane.pb", |file| {
+            layout.encode_to(file)
+        });
         let report = Report::from_profile(&layout);
         if let Some(Ok(_)) = &chrome {
             pieces.help();

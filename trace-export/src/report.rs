@@ -136,7 +136,7 @@ type Thread = (usize, i64);
 /// The events of one name, summed up.
 #[derive(Default)]
 struct Site<'a> {
-    durations_ns: Vec<u64>,
+    durations_ns: Durations,
     self_ps: u64,
     /// The distinct names xprof reads for them.
     ops: Vec<&'a str>,
@@ -303,7 +303,7 @@ impl<'a> Tally<'a> {
             .sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
         report.sites = (1..)
             .zip(sites)
-            .filter(|(_, site)| !site.durations_ns.is_empty())
+            .filter(|(_, site)| site.durations_ns.len() > 0)
             .map(|(id, site)| {
                 let Site {
                     durations_ns: mut all,
@@ -312,22 +312,17 @@ impl<'a> Tally<'a> {
                 } = site;
                 let mut ops: Vec<String> = ops.into_iter().map(str::to_owned).collect();
                 ops.sort();
-                let rank = |q: f64| ((all.len() - 1) as f64 * q).round() as usize;
+                let rank = |q: f64| ((all.len() - 1) as f64 * q).round() as u64;
                 let (p50, p99) = (rank(0.5), rank(0.99));
-                // Selecting is linear where sorting is not. After the first selection every
-                // duration from `p50` on is at least the median, so the 99th percentile is
-                // among them.
-                let p50_ns = *all.select_nth_unstable(p50).1;
-                let p99_ns = *all[p50..].select_nth_unstable(p99 - p50).1;
                 SiteStats {
                     name: names.name(id).to_owned(),
                     ops,
-                    count: all.len() as u64,
-                    total_ns: all.iter().fold(0, |sum: u64, &ns| sum.saturating_add(ns)),
+                    count: all.len(),
+                    total_ns: all.total,
                     self_ns: round_ps_to_ns(self_ps),
-                    p50_ns,
-                    p99_ns,
-                    max_ns: all.iter().copied().max().expect("non-empty"),
+                    p50_ns: all.nth(p50),
+                    p99_ns: all.nth(p99),
+                    max_ns: all.max,
                 }
             })
             .collect();
@@ -335,6 +330,67 @@ impl<'a> Tally<'a> {
             .sites
             .sort_by(|a, b| b.self_ns.cmp(&a.self_ns).then_with(|| a.name.cmp(&b.name)));
         report
+    }
+}
+
+/// The durations of one name's events, in nanoseconds, kept so that any rank among them is
+/// exact: most events are short and many share a duration, so the short ones are counted
+/// per nanosecond rather than kept one by one (8 bytes each, for millions of events).
+#[derive(Default)]
+struct Durations {
+    /// How many lasted each number of nanoseconds below [`SHORT_NS`]; empty until one did.
+    short: Vec<u64>,
+    short_len: u64,
+    /// The others: those that fit a `u32`, then the rest.
+    medium: Vec<u32>,
+    long: Vec<u64>,
+    /// Their sum (saturating) and the longest.
+    total: u64,
+    max: u64,
+}
+
+/// Durations counted per nanosecond below this.
+const SHORT_NS: u64 = 1024;
+
+impl Durations {
+    #[inline]
+    fn push(&mut self, ns: u64) {
+        self.total = self.total.saturating_add(ns);
+        self.max = self.max.max(ns);
+        if ns < SHORT_NS {
+            if self.short.is_empty() {
+                self.short = vec![0; SHORT_NS as usize];
+            }
+            self.short[ns as usize] += 1;
+            self.short_len += 1;
+        } else if let Ok(ns) = u32::try_from(ns) {
+            self.medium.push(ns);
+        } else {
+            self.long.push(ns);
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.short_len + self.medium.len() as u64 + self.long.len() as u64
+    }
+
+    /// The `k`-th shortest, from 0; `k` is below [`len`](Self::len). Every short one is
+    /// shorter than every medium one, and every medium one than every long one.
+    fn nth(&mut self, k: u64) -> u64 {
+        if k < self.short_len {
+            let mut below = 0;
+            for (ns, &count) in self.short.iter().enumerate() {
+                below += count;
+                if k < below {
+                    return ns as u64;
+                }
+            }
+        }
+        let k = (k - self.short_len) as usize;
+        if k < self.medium.len() {
+            return u64::from(*self.medium.select_nth_unstable(k).1);
+        }
+        *self.long.select_nth_unstable(k - self.medium.len()).1
     }
 }
 
@@ -479,6 +535,53 @@ impl Report {
             self.sites.len()
         } else {
             self.top
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Ranks as a sorted copy gives them.
+    fn check(values: &[u64]) {
+        let mut durations = Durations::default();
+        for &ns in values {
+            durations.push(ns);
+        }
+        let mut sorted = values.to_vec();
+        sorted.sort_unstable();
+        assert_eq!(durations.len(), sorted.len() as u64);
+        assert_eq!(durations.max, sorted.last().copied().unwrap_or(0));
+        let total = sorted.iter().fold(0u64, |sum, &ns| sum.saturating_add(ns));
+        assert_eq!(durations.total, total);
+        for (k, &ns) in sorted.iter().enumerate() {
+            assert_eq!(durations.nth(k as u64), ns, "rank {k} of {sorted:?}");
+        }
+    }
+
+    #[test]
+    fn durations_rank_exactly_at_every_boundary() {
+        check(&[]);
+        check(&[0]);
+        check(&[
+            SHORT_NS - 1,
+            SHORT_NS,
+            0,
+            u32::MAX.into(),
+            u64::from(u32::MAX) + 1,
+        ]);
+        check(&[u64::MAX, u64::MAX, 5, 5, 5, 1 << 40, SHORT_NS, 7]);
+    }
+
+    proptest! {
+        #[test]
+        fn durations_rank_as_a_sorted_list(values in prop::collection::vec(
+            prop_oneof![0..2 * SHORT_NS, 0..u64::from(u32::MAX) + 10, any::<u64>()],
+            0..200,
+        )) {
+            check(&values);
         }
     }
 }

@@ -1,7 +1,12 @@
-//! The XSpace encoder: a [`Layout`] written as `.xplane.pb` bytes in one pass over the
-//! recorded events, numbering event and stat metadata as it meets their names. A line or
-//! plane is preceded by its length, known only once it is written: room is left for the
-//! length and the gaps are closed at the end. No `XEvent` is ever built.
+//! The XSpace encoder: a [`Layout`] written as `.xplane.pb` bytes from the recorded events,
+//! numbering event and stat metadata as it meets their names. No `XEvent` is ever built.
+//!
+//! A line or plane is preceded by its length. In memory ([`Layout::encode`]) room is left
+//! for the length and the gaps are closed at the end, in one pass. To a file
+//! ([`Layout::encode_to`]) a first pass measures every line, so that the bytes go out
+//! through a small buffer in order, and the whole file never sits in memory.
+
+use std::io;
 
 use prost::encoding::encoded_len_varint;
 use prost::Message;
@@ -130,6 +135,16 @@ mod wire {
         }
     }
 
+    /// Bytes of a string field (none when empty).
+    #[inline]
+    pub(super) fn string_len(text: &str) -> usize {
+        if text.is_empty() {
+            0
+        } else {
+            framed_len(text.len())
+        }
+    }
+
     pub(super) fn put_string(out: &mut Vec<u8>, key: u8, text: &str) {
         if !text.is_empty() {
             put_frame(out, key, text.len());
@@ -142,23 +157,54 @@ impl Layout<'_> {
     /// Encodes the profile: the bytes of its `.xplane.pb` (see the module docs for how).
     pub fn encode(&self) -> Vec<u8> {
         let events = self.snapshot.event_count() as usize;
-        let mut out = Output::with_capacity(events.saturating_mul(16).saturating_add(1 << 16));
+        let out = Output::with_capacity(events.saturating_mul(16).saturating_add(1 << 16));
+        self.write_into(out, Ids::new()).finish()
+    }
+
+    /// Writes the bytes of [`encode`](Self::encode) to `out`, through a buffer of a few
+    /// hundred KiB rather than all at once: the encoder measures every line first, then
+    /// writes each in order.
+    pub fn encode_to(&self, out: impl io::Write) -> io::Result<()> {
+        let mut measure = Measure {
+            ids: Ids::new(),
+            lines: Vec::new(),
+            line: None,
+        };
+        self.visit(&mut measure);
+        let Measure { ids, lines, .. } = measure;
+        let plane_len = plane_head().encoded_len()
+            + lines
+                .iter()
+                .map(|&len| wire::framed_len(len))
+                .sum::<usize>()
+            + ids.metadata().encoded_len();
+        let stream = Stream {
+            out,
+            bytes: Vec::with_capacity(STREAM_BUFFER + STREAM_BUFFER / 4),
+            written: 0,
+            lens: [plane_len]
+                .into_iter()
+                .chain(lines)
+                .collect::<Vec<_>>()
+                .into_iter(),
+            error: None,
+        };
+        self.write_into(stream, ids).finish()
+    }
+
+    /// Writes the profile to `out` in order, numbering metadata after the ids in `ids`.
+    fn write_into<'s, O: Frames>(&'s self, mut out: O, ids: Ids<'s>) -> O {
         // The host plane: its id and name, the lines, then the metadata maps (field order).
         let plane = out.open(wire::XSPACE_PLANES);
-        let head = XPlane {
-            id: 1,
-            name: HOST_PLANE.to_owned(),
-            ..Default::default()
-        };
-        put_message(&mut out.bytes, &head);
+        put_message(out.bytes(), &plane_head());
         let mut write = Write {
-            ids: Ids::new(),
+            ids,
             out,
             line: None,
         };
         self.visit(&mut write);
         let Write { ids, mut out, .. } = write;
-        put_message(&mut out.bytes, &ids.metadata());
+        put_message(out.bytes(), &ids.metadata());
         out.close(plane);
         // Then the environment plane, the warnings and the host name.
         let rest = XSpace {
@@ -167,8 +213,17 @@ impl Layout<'_> {
             warnings: self.warnings.clone(),
             hostnames: vec![self.host.clone()],
         };
-        put_message(&mut out.bytes, &rest);
-        out.finish()
+        put_message(out.bytes(), &rest);
+        out
+    }
+}
+
+/// The host plane's fields before its lines.
+fn plane_head() -> XPlane {
+    XPlane {
+        id: 1,
+        name: HOST_PLANE.to_owned(),
+        ..Default::default()
     }
 }
 
@@ -195,6 +250,21 @@ struct Output {
     gaps_len: usize,
 }
 
+/// Where the encoder's bytes go: a length-delimited field is opened, written and closed.
+trait Frames {
+    /// A field opened and not closed yet.
+    type Opened;
+    /// Where the next bytes are appended.
+    fn bytes(&mut self) -> &mut Vec<u8>;
+    /// Opens a length-delimited field whose key is `key`.
+    fn open(&mut self, key: u8) -> Self::Opened;
+    /// Closes `field`: everything written since it was opened is its content.
+    fn close(&mut self, field: Self::Opened);
+    /// Called between events: a chance to pass on what is written.
+    #[inline]
+    fn spill(&mut self) {}
+}
+
 /// A field opened in an [`Output`].
 struct Opened {
     key: u8,
@@ -207,16 +277,14 @@ struct Opened {
 /// The longest key (of a field numbered below 16) and length.
 const MAX_FRAME: usize = 1 + 10;
 
-impl Output {
-    fn with_capacity(capacity: usize) -> Self {
-        Output {
-            bytes: Vec::with_capacity(capacity),
-            gaps: Vec::new(),
-            gaps_len: 0,
-        }
+impl Frames for Output {
+    type Opened = Opened;
+
+    #[inline]
+    fn bytes(&mut self) -> &mut Vec<u8> {
+        &mut self.bytes
     }
 
-    /// Opens a length-delimited field whose key is `key`.
     fn open(&mut self, key: u8) -> Opened {
         let at = self.bytes.len();
         self.bytes.resize(at + MAX_FRAME, 0);
@@ -227,7 +295,6 @@ impl Output {
         }
     }
 
-    /// Closes `field`: everything written since it was opened is its content.
     fn close(&mut self, field: Opened) {
         let content = field.at + MAX_FRAME;
         // The gaps left by the fields it holds are not part of it.
@@ -239,6 +306,16 @@ impl Output {
         self.bytes[start..content].copy_from_slice(frame.as_slice());
         self.gaps.push(field.at..start);
         self.gaps_len += start - field.at;
+    }
+}
+
+impl Output {
+    fn with_capacity(capacity: usize) -> Self {
+        Output {
+            bytes: Vec::with_capacity(capacity),
+            gaps: Vec::new(),
+            gaps_len: 0,
+        }
     }
 
     /// The bytes without the gaps.
@@ -267,6 +344,119 @@ impl Output {
         }
         bytes.truncate(to);
         bytes
+    }
+}
+
+/// Bytes a [`Stream`] gathers before it writes them out.
+const STREAM_BUFFER: usize = 256 << 10;
+
+/// Bytes written out in order to a writer, each field's length measured beforehand.
+struct Stream<W> {
+    out: W,
+    bytes: Vec<u8>,
+    /// Bytes written out before `bytes`.
+    written: usize,
+    /// The lengths of the fields to be opened, in the order they open.
+    lens: std::vec::IntoIter<usize>,
+    /// The first write error; nothing is written after it.
+    error: Option<io::Error>,
+}
+
+impl<W: io::Write> Stream<W> {
+    fn write_out(&mut self) {
+        if self.error.is_none() {
+            if let Err(e) = self.out.write_all(&self.bytes) {
+                self.error = Some(e);
+            }
+        }
+        self.written += self.bytes.len();
+        self.bytes.clear();
+    }
+
+    /// Bytes written so far.
+    fn position(&self) -> usize {
+        self.written + self.bytes.len()
+    }
+
+    fn finish(mut self) -> io::Result<()> {
+        self.write_out();
+        match self.error.take() {
+            Some(e) => Err(e),
+            None => self.out.flush(),
+        }
+    }
+}
+
+impl<W: io::Write> Frames for Stream<W> {
+    /// Where the field's content ends.
+    type Opened = usize;
+
+    #[inline]
+    fn bytes(&mut self) -> &mut Vec<u8> {
+        &mut self.bytes
+    }
+
+    fn open(&mut self, key: u8) -> usize {
+        // A field not measured is caught when it closes.
+        let len = self.lens.next().unwrap_or(0);
+        self.bytes.push(key);
+        wire::put_varint(&mut self.bytes, len as u64);
+        self.position() + len
+    }
+
+    fn close(&mut self, end: usize) {
+        // Never the case, but a file whose lengths are wrong must not be written.
+        if self.position() != end && self.error.is_none() {
+            self.error = Some(io::Error::other(
+                "an xplane field's length differs from what was measured",
+            ));
+        }
+    }
+
+    #[inline]
+    fn spill(&mut self) {
+        if self.bytes.len() >= STREAM_BUFFER {
+            self.write_out();
+        }
+    }
+}
+
+/// Measures the lines of [`Layout::encode_to`], numbering the metadata as
+/// [`Write`] does.
+struct Measure<'s> {
+    ids: Ids<'s>,
+    /// The lengths of the lines measured.
+    lines: Vec<usize>,
+    /// The open line: its length so far, and that of its fields after its events.
+    line: Option<(usize, usize)>,
+}
+
+impl<'s> Visitor<'s> for Measure<'s> {
+    fn line(&mut self, line: &LineView<'s>) {
+        let head = wire::int64_len(line.id)
+            + wire::string_len(line.name)
+            + wire::int64_len(line.timestamp_ns);
+        let tail = wire::int64_len(line.duration_ps)
+            + wire::int64_len(line.display_id)
+            + wire::string_len(line.display_name);
+        self.line = Some((head, tail));
+    }
+
+    #[inline]
+    fn event(&mut self, event: &EventView<'s, '_>) {
+        let (_, len) = self.ids.event(event);
+        if let Some((so_far, _)) = &mut self.line {
+            *so_far += wire::framed_len(len);
+        }
+    }
+
+    fn wants_counters(&self) -> bool {
+        true
+    }
+
+    fn line_end(&mut self) {
+        let (len, tail) = self.line.take().expect("a line is open");
+        self.lines.push(len + tail);
     }
 }
 
@@ -380,18 +570,18 @@ fn put_stat(out: &mut Vec<u8>, metadata_id: i64, value: StatValue<'_>) {
     }
 }
 
-/// Writes the lines of [`Layout::encode`].
-struct Write<'s> {
+/// Writes the lines of [`Layout::encode`] and [`Layout::encode_to`].
+struct Write<'s, O: Frames> {
     ids: Ids<'s>,
-    out: Output,
+    out: O,
     /// The open line, and its fields numbered after its events, written at its end.
-    line: Option<(Opened, i64, i64, &'s str)>,
+    line: Option<(O::Opened, i64, i64, &'s str)>,
 }
 
-impl<'s> Visitor<'s> for Write<'s> {
+impl<'s, O: Frames> Visitor<'s> for Write<'s, O> {
     fn line(&mut self, line: &LineView<'s>) {
         let field = self.out.open(wire::XPLANE_LINES);
-        let out = &mut self.out.bytes;
+        let out = self.out.bytes();
         wire::put_int64(out, wire::XLINE_ID, line.id);
         wire::put_string(out, wire::XLINE_NAME, line.name);
         wire::put_int64(out, wire::XLINE_TIMESTAMP_NS, line.timestamp_ns);
@@ -413,7 +603,7 @@ impl<'s> Visitor<'s> for Write<'s> {
             head.push(wire::XEVENT_DURATION_PS);
             head.varint(event.duration_ps as u64);
         }
-        let out = &mut self.out.bytes;
+        let out = self.out.bytes();
         out.extend_from_slice(head.as_slice());
         if !event.stats.is_empty() {
             for (name, value) in event.stats.iter() {
@@ -422,6 +612,7 @@ impl<'s> Visitor<'s> for Write<'s> {
                 put_stat(out, stat_id, value);
             }
         }
+        self.out.spill();
     }
 
     fn wants_counters(&self) -> bool {
@@ -431,7 +622,7 @@ impl<'s> Visitor<'s> for Write<'s> {
     fn line_end(&mut self) {
         let (field, duration_ps, display_id, display_name) =
             self.line.take().expect("a line is open");
-        let out = &mut self.out.bytes;
+        let out = self.out.bytes();
         wire::put_int64(out, wire::XLINE_DURATION_PS, duration_ps);
         wire::put_int64(out, wire::XLINE_DISPLAY_ID, display_id);
         wire::put_string(out, wire::XLINE_DISPLAY_NAME, display_name);

@@ -27,7 +27,9 @@
 //! that is the thread's own event list. [`Layout::encode`] then writes the protobuf bytes
 //! straight from the recorded events in one pass, numbering the event and stat metadata as
 //! it meets their names (looked up by address, not by hashing the text). No `XEvent` is
-//! ever built.
+//! ever built. [`Layout::encode_to`], which the profiler writes files with, measures the
+//! lines first and streams the same bytes through a small buffer, so that a profile's file
+//! is never whole in memory.
 //!
 //! # Modules
 //!

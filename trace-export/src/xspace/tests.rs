@@ -326,6 +326,10 @@ fn check(label: &str, snapshot: &Snapshot, host: &str) {
         "{label}: the layout encodes alike"
     );
     assert!(
+        streamed(&layout) == bytes,
+        "{label}: streamed to a writer, the same bytes"
+    );
+    assert!(
         encode(snapshot, host) == bytes,
         "{label}: the same bytes every time"
     );
@@ -354,6 +358,79 @@ fn check(label: &str, snapshot: &Snapshot, host: &str) {
     );
     model::check_chrome(&json, &space);
     assert_eq!(report, model::expected_report(&space), "{label}: report");
+}
+
+/// A writer that takes a few bytes per call, as a slow pipe would.
+#[derive(Default)]
+struct Trickle(Vec<u8>);
+
+impl std::io::Write for Trickle {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let n = bytes.len().min(7);
+        self.0.extend_from_slice(&bytes[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What [`Layout::encode_to`] writes.
+fn streamed(layout: &Layout<'_>) -> Vec<u8> {
+    let mut out = Trickle::default();
+    layout.encode_to(&mut out).expect("a Vec takes any write");
+    out.0
+}
+
+/// Steps of nested work on two threads, with metadata, MiBs once encoded: many times
+/// what the encoder buffers before it writes.
+fn large_snapshot() -> Snapshot {
+    let mut main = Vec::new();
+    let mut worker = Vec::new();
+    for s in 0..200u64 {
+        let start = s * 100_000;
+        main.push(at(&TRAIN, start, start + 90_000).with("step_num", s as i64));
+        for i in 0..1000 {
+            let t = start + 10 + i * 80;
+            main.push(at(&FORWARD, t, t + 70));
+            if i % 10 == 0 {
+                worker.push(with(at(&LOAD_EARLY, t + 5, t + 50), "bytes", i * 7));
+            }
+        }
+    }
+    snapshot(vec![thread(1, "main", main), thread(2, "worker", worker)])
+}
+
+#[test]
+fn a_profile_streamed_to_a_writer_is_the_bytes_encoded_in_memory() {
+    let snapshot = large_snapshot();
+    let layout = Layout::new(&snapshot, "host");
+    let bytes = layout.encode();
+    assert!(bytes.len() > 1 << 20, "{} bytes", bytes.len());
+    assert!(streamed(&layout) == bytes);
+    assert!(decode(&bytes).is_ok());
+}
+
+#[test]
+fn a_writer_error_ends_the_stream() {
+    struct Full(usize);
+    impl std::io::Write for Full {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            if self.0 < bytes.len() {
+                return Err(std::io::Error::other("disk full"));
+            }
+            self.0 -= bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let snapshot = large_snapshot();
+    let layout = Layout::new(&snapshot, "host");
+    let error = layout.encode_to(Full(1 << 20)).unwrap_err();
+    assert_eq!(error.to_string(), "disk full");
 }
 
 #[test]

@@ -28,8 +28,10 @@ pub(crate) fn snapshot(active: Registry, stop_ticks: u64, calibration: &Calibrat
         // the session left out, so that their metadata cannot be taken for another's.
         // Times stay in ticks until then.
         let thread = threads.len();
+        // Small pages, not huge ones: a virtual machine whose host backs guest memory lazily
+        // can charge several times more per byte for fresh huge pages (see `buffer`); in
+        // such phases they cost `stop` of 10 M events about 0.4 s more than small pages.
         let mut events = Vec::with_capacity(buffer.published_words() / SLOT);
-        advise_huge_pages(&mut events);
         let mut heap = Vec::new();
         buffer.read_published(|words| {
             // SAFETY: a buffer is written only by the recorder, with `record`'s encoders.
@@ -145,21 +147,6 @@ pub(crate) fn snapshot(active: Registry, stop_ticks: u64, calibration: &Calibrat
     }
 }
 
-/// Asks for huge pages under a large vector about to be filled: one fault per 2 MiB instead
-/// of one per 4 KiB. Advice only: failure changes nothing.
-fn advise_huge_pages<T>(vector: &mut Vec<T>) {
-    #[cfg(target_os = "linux")]
-    {
-        let start = vector.as_mut_ptr() as usize;
-        let end = start + vector.capacity() * std::mem::size_of::<T>();
-        // SAFETY: the range is the vector's allocation, which is ours; MADV_HUGEPAGE neither
-        // reads nor changes its contents.
-        unsafe { crate::buffer::advise_whole_pages(start..end, 2 << 20, libc::MADV_HUGEPAGE) };
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = vector;
-}
-
 /// A heap record as a heap event, its time converted.
 fn heap_event_of(raw: RawHeap, calibration: &Calibration) -> HeapEvent {
     let time_ns = calibration.ns_since_start(raw.time);
@@ -219,17 +206,17 @@ pub(crate) fn order_by_start(events: &mut [Event]) {
 
 /// Where each event goes in pre-order of the call tree its completion order describes (see
 /// [`order_by_start`]); `None` when there are too many events to number with `u32`.
+///
+/// One `u32` per event: subtree sizes, which become places. (Linked lists of children would
+/// take three times the memory, committed afresh at every stop.)
 fn preorder_places(events: &[Event]) -> Option<Vec<u32>> {
-    const NONE: u32 = u32::MAX;
-    let n = u32::try_from(events.len()).ok().filter(|&n| n < NONE)?;
-    // Subtree sizes, then (reusing the vector) places; children as linked lists in order.
+    let n = u32::try_from(events.len()).ok().filter(|&n| n < u32::MAX)?;
+    // In completion order a subtree is the run of events that ends with its root, and a
+    // root's children are the subtrees right before it, in order.
     let mut size_then_place = vec![1u32; n as usize];
-    let mut first_child = vec![NONE; n as usize];
-    let mut next_sibling = vec![NONE; n as usize];
     let mut roots: Vec<u32> = Vec::new();
     for i in 0..n {
         let start = events[i as usize].start_ns;
-        let mut children = NONE;
         // The open roots start in increasing order: those that started at or after this
         // event are its children, and they are on top.
         while let Some(&j) = roots.last() {
@@ -238,29 +225,24 @@ fn preorder_places(events: &[Event]) -> Option<Vec<u32>> {
             }
             roots.pop();
             size_then_place[i as usize] += size_then_place[j as usize];
-            next_sibling[j as usize] = children;
-            children = j;
         }
-        first_child[i as usize] = children;
         roots.push(i);
     }
-    let mut place = 0u32;
-    for &root in &roots {
-        let size = size_then_place[root as usize];
-        size_then_place[root as usize] = place;
-        place += size;
-    }
-    // A caller completes after its callees: from the last event back, each caller's place
-    // is known before its callees get theirs.
-    for i in (0..n as usize).rev() {
-        let mut place = size_then_place[i] + 1;
-        let mut child = first_child[i];
-        while child != NONE {
-            let size = size_then_place[child as usize];
-            size_then_place[child as usize] = place;
-            place += size;
-            child = next_sibling[child as usize];
+    // From the last event back, each one's parent is placed before it: the subtree's places
+    // are the parent's, less the parent itself, filled from the end by the children met
+    // last to first. `open` holds, per ancestor, the first event of its subtree and the end
+    // of its places not taken yet; the whole forest is one more.
+    let mut open: Vec<(u32, u32)> = vec![(0, n)];
+    for i in (0..n).rev() {
+        let size = size_then_place[i as usize];
+        while open.last().is_some_and(|&(first, _)| first > i) {
+            open.pop();
         }
+        let (_, free_end) = open.last_mut().expect("the forest holds every event");
+        let place = *free_end - size;
+        *free_end = place;
+        size_then_place[i as usize] = place;
+        open.push((i + 1 - size, place + size));
     }
     Some(size_then_place)
 }
