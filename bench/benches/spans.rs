@@ -323,13 +323,18 @@ fn baseline_install(records: usize, prefault: bool) -> (*mut Record, Layout) {
 }
 
 fn baseline_uninstall(allocation: (*mut Record, Layout)) {
+    baseline_detach();
+    // SAFETY: allocated by `baseline_install` with this layout and not freed since.
+    unsafe { std::alloc::dealloc(allocation.0.cast(), allocation.1) };
+}
+
+/// Detaches the thread's baseline buffer, leaving its allocation to the caller.
+fn baseline_detach() {
     BASELINE.with(|buf| {
         buf.ptr.set(std::ptr::null_mut());
         buf.len.set(0);
         buf.cap.set(0);
     });
-    // SAFETY: allocated by `baseline_install` with this layout and not freed since.
-    unsafe { std::alloc::dealloc(allocation.0.cast(), allocation.1) };
 }
 
 /// The baseline with a pre-allocated, already touched buffer reused every round.
@@ -1322,7 +1327,9 @@ enum FirstSessionSystem {
 /// first record on, so attaching its buffer (a fresh one: the thread is new) is timed, as is
 /// every page the buffer commits. The baseline's buffer is allocated and touched before the
 /// timing, as the budget's reference is.
-fn first_session_round(system: FirstSessionSystem, spans: u64) -> f64 {
+/// A round's CPU ns per span, and the baseline's buffer (address and layout) to free when the
+/// process is done.
+fn first_session_round(system: FirstSessionSystem, spans: u64) -> (f64, Option<(usize, Layout)>) {
     let worker = std::thread::spawn(move || {
         let allocation = match system {
             FirstSessionSystem::Baseline => Some(baseline_install(records_for(spans), true)),
@@ -1349,12 +1356,16 @@ fn first_session_round(system: FirstSessionSystem, spans: u64) -> f64 {
             FirstSessionSystem::OnStepNum => ours_run_step(spans),
         }
         let cpu = thread_cpu_ns().saturating_sub(cpu0);
-        if let Some(allocation) = allocation {
-            baseline_uninstall(allocation);
-        }
-        cpu as f64 / spans as f64
+        // The baselines' buffers stay allocated until the process ends: freed here, their
+        // pages (committed already) would be what the next round's system gets first, and
+        // it would not be writing fresh memory.
+        let kept = allocation.map(|(ptr, layout)| {
+            baseline_detach();
+            (ptr as usize, layout)
+        });
+        (cpu as f64 / spans as f64, kept)
     });
-    worker.join().unwrap_or(f64::NAN)
+    worker.join().unwrap_or((f64::NAN, None))
 }
 
 /// The child process's part: one session with the default options, as a program starts it,
@@ -1377,12 +1388,19 @@ fn first_session_child(settings: &Settings) {
         return;
     }
     let mut samples = vec![Vec::new(); systems.len()];
+    let mut kept = Vec::new();
     for _ in 0..rounds {
         for (i, &system) in systems.iter().enumerate() {
-            samples[i].push(first_session_round(system, spans));
+            let (sample, buffer) = first_session_round(system, spans);
+            samples[i].push(sample);
+            kept.extend(buffer);
         }
     }
     let (events, dropped) = stop_session().map_or((0, 0), |s| (s.event_count(), s.dropped()));
+    for (ptr, layout) in kept {
+        // SAFETY: allocated by `baseline_install` with this layout and not freed since.
+        unsafe { std::alloc::dealloc(ptr as *mut u8, layout) };
+    }
     let expected = 2 * rounds as u64 * (spans + spans / BATCH);
     println!(
         "first-session {} {} {} {} {events} {dropped} {expected}",

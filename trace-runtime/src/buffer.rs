@@ -458,33 +458,86 @@ fn populate_by_writing(words: &[buffer_atomic::AtomicU64]) {
     }
 }
 
-/// What populating has cost this process so far, to learn whether huge pages pay here:
-/// picoseconds and bytes spent on small pages, and on chunks of whole huge pages.
+/// What small pages have cost to populate in this process so far: picoseconds and bytes.
 #[cfg(not(loom))]
-static POPULATED: [std::sync::atomic::AtomicU64; 4] =
-    [const { std::sync::atomic::AtomicU64::new(0) }; 4];
+static SMALL_PAGES_COST: [std::sync::atomic::AtomicU64; 2] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; 2];
 
-/// Chunks of whole huge pages measured before huge pages are judged: one may cost much more
-/// than the others (a page the host had to back first) without the advice being withdrawn.
+/// What chunks of huge pages have cost lately, in picoseconds per KiB (see [`judge_huge_chunk`]),
+/// and how many chunks that average has seen since huge pages were last (re)tried.
 #[cfg(not(loom))]
-const HUGE_CHUNKS_JUDGED: u64 = 32;
+static HUGE_PAGES_RECENT: [std::sync::atomic::AtomicU64; 2] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; 2];
 
-/// Set once huge pages were found to cost over four times as much per byte as small pages: later
-/// buffers of the process no longer ask for them.
+/// When huge pages were withdrawn, in ms since [`process_ms`]'s origin, plus one; 0 while
+/// buffers ask for them.
 #[cfg(not(loom))]
-static HUGE_PAGES_COST_MORE: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
+static HUGE_PAGES_WITHDRAWN_AT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How long buffers go without huge pages once withdrawn, before one asks for them again: the
+/// slow phases of a host that backs guest memory lazily come and go.
+#[cfg(not(loom))]
+const HUGE_PAGES_RETRY_MS: u64 = 1_000;
+
+/// Judges one more chunk of huge pages that cost `sample` ps/KiB, given the recent average
+/// (`recent`, over `seen` chunks before it) and what small pages cost (ps/KiB): the new average,
+/// and whether huge pages should be withdrawn.
+///
+/// Where a host backs guest memory lazily, a huge page it has not backed costs some 20 times
+/// what one it has costs, and some 6 times what small pages cost, for as long as such a phase
+/// lasts; some phases mix the two kinds. Each chunk weighs a quarter of the average: slow
+/// chunks here and there do not withdraw huge pages, a run of four does.
+#[cfg_attr(loom, allow(dead_code))]
+fn judge_huge_chunk(recent: u64, seen: u64, sample: u64, small: u64) -> (u64, bool) {
+    let recent = if seen == 0 {
+        sample
+    } else {
+        (3 * recent + sample) / 4
+    };
+    (recent, seen >= 1 && small != 0 && recent > 4 * small)
+}
+
+/// Milliseconds since this process first asked.
+#[cfg(not(loom))]
+fn process_ms() -> u64 {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    ORIGIN
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+}
+
+/// True when a new buffer should ask for huge pages: unless they were withdrawn less than
+/// [`HUGE_PAGES_RETRY_MS`] ago. Once that has passed, the buffer asking tries them again and
+/// the judgement starts over.
+#[cfg(not(loom))]
+fn huge_pages_pay() -> bool {
+    let withdrawn_at = HUGE_PAGES_WITHDRAWN_AT.load(Ordering::Relaxed);
+    if withdrawn_at == 0 {
+        return true;
+    }
+    if process_ms() + 1 < withdrawn_at + HUGE_PAGES_RETRY_MS {
+        return false;
+    }
+    if HUGE_PAGES_WITHDRAWN_AT
+        .compare_exchange(withdrawn_at, 0, Ordering::Relaxed, Ordering::Relaxed)
+        .is_ok()
+    {
+        HUGE_PAGES_RECENT[1].store(0, Ordering::Relaxed);
+    }
+    true
+}
 
 /// Populates `range` of `words`, timing it to learn whether huge pages pay here.
 ///
 /// A huge page is cheaper than the 512 small pages it replaces when the kernel has one at
 /// hand, but in a virtual machine whose host backs guest memory lazily a huge page can come
 /// from memory the host has not backed yet and cost many times more. Each buffer's first
-/// chunk is made of small pages; once [`HUGE_CHUNKS_JUDGED`] chunks of huge pages or more
-/// have cost over four times as much per byte, on average, as small pages, the advice is withdrawn
-/// from the rest of the buffer and later buffers do not ask for huge pages. (Where a host
-/// backs memory lazily, huge pages tend to come in runs of slow ones among fast ones: the
-/// margin and the number of chunks keep a run from withdrawing them.)
+/// chunk is made of small pages, which tells what those cost; each chunk of huge pages is
+/// judged against that ([`judge_huge_chunk`]), and once huge pages cost over four times as
+/// much per byte lately, the advice is withdrawn from the rest of the buffer, and buffers
+/// made in the next [`HUGE_PAGES_RETRY_MS`] do not ask for them. (Concurrent populating
+/// threads may each update the average from a stale value: it is an estimate.)
 #[cfg(not(loom))]
 fn populate_timed(words: &Words, range: std::ops::Range<usize>) {
     const WORD: usize = std::mem::size_of::<u64>();
@@ -495,27 +548,29 @@ fn populate_timed(words: &Words, range: std::ops::Range<usize>) {
     let began = std::time::Instant::now();
     populate(&words[range.clone()]);
     let picos = began.elapsed().as_nanos() as u64 * 1000;
-    let [small_picos, small_bytes, huge_picos, huge_bytes] = &POPULATED;
+    let [small_picos, small_bytes] = &SMALL_PAGES_COST;
     if small {
         small_picos.fetch_add(picos, Ordering::Relaxed);
         small_bytes.fetch_add(bytes, Ordering::Relaxed);
-    } else if huge {
-        huge_picos.fetch_add(picos, Ordering::Relaxed);
-        let huge_bytes = huge_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        let huge_picos = huge_picos.load(Ordering::Relaxed);
-        let (small_picos, small_bytes) = (
-            small_picos.load(Ordering::Relaxed) as u128,
-            small_bytes.load(Ordering::Relaxed) as u128,
+    } else if huge && bytes != 0 {
+        let per_kib = |picos: u64, bytes: u64| (picos as u128 * 1024 / bytes.max(1) as u128) as u64;
+        let small_cost = per_kib(
+            small_picos.load(Ordering::Relaxed),
+            small_bytes.load(Ordering::Relaxed),
         );
-        // Averages per byte, huge over four times small, cross-multiplied.
-        if huge_bytes >= HUGE_CHUNKS_JUDGED * MAX_CHUNK as u64
-            && small_bytes != 0
-            && huge_picos as u128 * small_bytes > 4 * small_picos * huge_bytes as u128
-        {
-            HUGE_PAGES_COST_MORE.store(true, Ordering::Relaxed);
+        let [recent, seen] = &HUGE_PAGES_RECENT;
+        let (average, withdraw) = judge_huge_chunk(
+            recent.load(Ordering::Relaxed),
+            seen.fetch_add(1, Ordering::Relaxed),
+            per_kib(picos, bytes),
+            small_cost,
+        );
+        recent.store(average, Ordering::Relaxed);
+        if withdraw && HUGE_PAGES_WITHDRAWN_AT.load(Ordering::Relaxed) == 0 {
+            HUGE_PAGES_WITHDRAWN_AT.store(process_ms() + 1, Ordering::Relaxed);
         }
     }
-    if advised && HUGE_PAGES_COST_MORE.load(Ordering::Relaxed) {
+    if advised && HUGE_PAGES_WITHDRAWN_AT.load(Ordering::Relaxed) != 0 {
         words.advised.store(false, Ordering::Relaxed);
         let rest = &words[range.end.clamp(words.huge.start, words.huge.end)..words.huge.end];
         advise_pages(rest, false);
@@ -632,7 +687,7 @@ fn zeroed_words(n: usize) -> Option<Words> {
         huge: huge_begin.min(n)..huge_end.min(n),
         advised: false.into(),
     };
-    if !words.huge.is_empty() && !HUGE_PAGES_COST_MORE.load(Ordering::Relaxed) {
+    if !words.huge.is_empty() && huge_pages_pay() {
         advise_pages(&words[words.huge.clone()], true);
         words.advised.store(true, Ordering::Relaxed);
     }
@@ -769,6 +824,33 @@ mod tests {
                 assert!(limits.len() > 3, "populated in {} steps", limits.len() - 1);
             }
         }
+    }
+
+    /// Costs seen on a KVM guest, in ps per KiB: small pages about 340 000, huge pages the
+    /// host has backed 80 000 to 150 000, huge pages it has not about 2 100 000.
+    fn judge(samples: &[u64]) -> Vec<bool> {
+        let (mut recent, mut verdicts) = (0, Vec::new());
+        for (seen, &sample) in samples.iter().enumerate() {
+            let (average, withdraw) = judge_huge_chunk(recent, seen as u64, sample, 340_000);
+            recent = average;
+            verdicts.push(withdraw);
+        }
+        verdicts
+    }
+
+    /// Huge pages are withdrawn within four chunks of a slow phase (two when it is the first
+    /// thing seen), and kept through slow chunks among fast ones, and before small pages were
+    /// ever measured.
+    #[test]
+    fn huge_pages_are_withdrawn_in_a_run_of_slow_chunks_only() {
+        assert_eq!(judge(&[2_100_000, 2_100_000]), [false, true]);
+        let mixed = [90_000, 2_100_000, 2_100_000, 80_000, 2_100_000, 1_240_000, 90_000];
+        assert_eq!(judge(&mixed), [false; 7]);
+        assert_eq!(
+            judge(&[90_000, 2_100_000, 2_100_000, 2_100_000, 2_100_000]),
+            [false, false, false, false, true]
+        );
+        assert_eq!(judge_huge_chunk(0, 5, 8_000_000, 0), (2_000_000, false));
     }
 
     /// A buffer reused in the next session keeps its populated pages: the limit stays, and
