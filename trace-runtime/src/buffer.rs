@@ -844,7 +844,9 @@ mod tests {
     #[test]
     fn huge_pages_are_withdrawn_in_a_run_of_slow_chunks_only() {
         assert_eq!(judge(&[2_100_000, 2_100_000]), [false, true]);
-        let mixed = [90_000, 2_100_000, 2_100_000, 80_000, 2_100_000, 1_240_000, 90_000];
+        let mixed = [
+            90_000, 2_100_000, 2_100_000, 80_000, 2_100_000, 1_240_000, 90_000,
+        ];
         assert_eq!(judge(&mixed), [false; 7]);
         assert_eq!(
             judge(&[90_000, 2_100_000, 2_100_000, 2_100_000, 2_100_000]),
