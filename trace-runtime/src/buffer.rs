@@ -463,11 +463,10 @@ fn populate_by_writing(words: &[buffer_atomic::AtomicU64]) {
 static SMALL_PAGES_COST: [std::sync::atomic::AtomicU64; 2] =
     [const { std::sync::atomic::AtomicU64::new(0) }; 2];
 
-/// What chunks of huge pages have cost lately, in picoseconds per KiB (see [`judge_huge_chunk`]),
-/// and how many chunks that average has seen since huge pages were last (re)tried.
+/// What chunks of huge pages have cost lately, in picoseconds per KiB: a moving average (see
+/// [`judge_huge_chunk`]), from 0 each time huge pages are (re)tried.
 #[cfg(not(loom))]
-static HUGE_PAGES_RECENT: [std::sync::atomic::AtomicU64; 2] =
-    [const { std::sync::atomic::AtomicU64::new(0) }; 2];
+static HUGE_PAGES_RECENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// When huge pages were withdrawn, in ms since [`process_ms`]'s origin, plus one; 0 while
 /// buffers ask for them.
@@ -477,24 +476,21 @@ static HUGE_PAGES_WITHDRAWN_AT: std::sync::atomic::AtomicU64 = std::sync::atomic
 /// How long buffers go without huge pages once withdrawn, before one asks for them again: the
 /// slow phases of a host that backs guest memory lazily come and go.
 #[cfg(not(loom))]
-const HUGE_PAGES_RETRY_MS: u64 = 1_000;
+const HUGE_PAGES_RETRY_MS: u64 = 100;
 
-/// Judges one more chunk of huge pages that cost `sample` ps/KiB, given the recent average
-/// (`recent`, over `seen` chunks before it) and what small pages cost (ps/KiB): the new average,
-/// and whether huge pages should be withdrawn.
+/// Judges one more chunk of huge pages that cost `sample` ps/KiB, given the recent average and
+/// what small pages cost (ps/KiB): the new average, and whether huge pages should be withdrawn.
 ///
 /// Where a host backs guest memory lazily, a huge page it has not backed costs some 20 times
 /// what one it has costs, and some 6 times what small pages cost, for as long as such a phase
-/// lasts; some phases mix the two kinds. Each chunk weighs a quarter of the average: slow
-/// chunks here and there do not withdraw huge pages, a run of four does.
+/// lasts; some phases mix the two kinds, and there huge pages still pay while fewer than about
+/// one chunk in seven is slow. Each chunk weighs an eighth of the average, which starts at 0
+/// (huge pages are presumed to pay), and they are withdrawn once it is twice what small pages
+/// cost: after three slow chunks in a row, and rarely where slow chunks are scattered.
 #[cfg_attr(loom, allow(dead_code))]
-fn judge_huge_chunk(recent: u64, seen: u64, sample: u64, small: u64) -> (u64, bool) {
-    let recent = if seen == 0 {
-        sample
-    } else {
-        (3 * recent + sample) / 4
-    };
-    (recent, seen >= 1 && small != 0 && recent > 4 * small)
+fn judge_huge_chunk(recent: u64, sample: u64, small: u64) -> (u64, bool) {
+    let recent = (7 * recent + sample) / 8;
+    (recent, small != 0 && recent > 2 * small)
 }
 
 /// Milliseconds since this process first asked.
@@ -508,8 +504,10 @@ fn process_ms() -> u64 {
 }
 
 /// True when a new buffer should ask for huge pages: unless they were withdrawn less than
-/// [`HUGE_PAGES_RETRY_MS`] ago. Once that has passed, the buffer asking tries them again and
-/// the judgement starts over.
+/// [`HUGE_PAGES_RETRY_MS`] ago. Once that has passed, the buffer asking tries them again, on
+/// probation: the average restarts at the limit, so that one more slow chunk withdraws them
+/// again (a probe costs one slow chunk while a slow phase lasts), while fast chunks bring it
+/// down.
 #[cfg(not(loom))]
 fn huge_pages_pay() -> bool {
     let withdrawn_at = HUGE_PAGES_WITHDRAWN_AT.load(Ordering::Relaxed);
@@ -523,9 +521,20 @@ fn huge_pages_pay() -> bool {
         .compare_exchange(withdrawn_at, 0, Ordering::Relaxed, Ordering::Relaxed)
         .is_ok()
     {
-        HUGE_PAGES_RECENT[1].store(0, Ordering::Relaxed);
+        let [small_picos, small_bytes] = &SMALL_PAGES_COST;
+        let small = per_kib(
+            small_picos.load(Ordering::Relaxed),
+            small_bytes.load(Ordering::Relaxed),
+        );
+        HUGE_PAGES_RECENT.store(2 * small, Ordering::Relaxed);
     }
     true
+}
+
+/// Picoseconds per KiB.
+#[cfg(not(loom))]
+fn per_kib(picos: u64, bytes: u64) -> u64 {
+    (picos as u128 * 1024 / bytes.max(1) as u128) as u64
 }
 
 /// Populates `range` of `words`, timing it to learn whether huge pages pay here.
@@ -534,8 +543,8 @@ fn huge_pages_pay() -> bool {
 /// hand, but in a virtual machine whose host backs guest memory lazily a huge page can come
 /// from memory the host has not backed yet and cost many times more. Each buffer's first
 /// chunk is made of small pages, which tells what those cost; each chunk of huge pages is
-/// judged against that ([`judge_huge_chunk`]), and once huge pages cost over four times as
-/// much per byte lately, the advice is withdrawn from the rest of the buffer, and buffers
+/// judged against that ([`judge_huge_chunk`]), and once huge pages cost over twice as much
+/// per byte lately, the advice is withdrawn from the rest of the buffer, and buffers
 /// made in the next [`HUGE_PAGES_RETRY_MS`] do not ask for them. (Concurrent populating
 /// threads may each update the average from a stale value: it is an estimate.)
 #[cfg(not(loom))]
@@ -553,19 +562,16 @@ fn populate_timed(words: &Words, range: std::ops::Range<usize>) {
         small_picos.fetch_add(picos, Ordering::Relaxed);
         small_bytes.fetch_add(bytes, Ordering::Relaxed);
     } else if huge && bytes != 0 {
-        let per_kib = |picos: u64, bytes: u64| (picos as u128 * 1024 / bytes.max(1) as u128) as u64;
         let small_cost = per_kib(
             small_picos.load(Ordering::Relaxed),
             small_bytes.load(Ordering::Relaxed),
         );
-        let [recent, seen] = &HUGE_PAGES_RECENT;
         let (average, withdraw) = judge_huge_chunk(
-            recent.load(Ordering::Relaxed),
-            seen.fetch_add(1, Ordering::Relaxed),
+            HUGE_PAGES_RECENT.load(Ordering::Relaxed),
             per_kib(picos, bytes),
             small_cost,
         );
-        recent.store(average, Ordering::Relaxed);
+        HUGE_PAGES_RECENT.store(average, Ordering::Relaxed);
         if withdraw && HUGE_PAGES_WITHDRAWN_AT.load(Ordering::Relaxed) == 0 {
             HUGE_PAGES_WITHDRAWN_AT.store(process_ms() + 1, Ordering::Relaxed);
         }
@@ -830,29 +836,30 @@ mod tests {
     /// host has backed 80 000 to 150 000, huge pages it has not about 2 100 000.
     fn judge(samples: &[u64]) -> Vec<bool> {
         let (mut recent, mut verdicts) = (0, Vec::new());
-        for (seen, &sample) in samples.iter().enumerate() {
-            let (average, withdraw) = judge_huge_chunk(recent, seen as u64, sample, 340_000);
+        for &sample in samples {
+            let (average, withdraw) = judge_huge_chunk(recent, sample, 340_000);
             recent = average;
             verdicts.push(withdraw);
         }
         verdicts
     }
 
-    /// Huge pages are withdrawn within four chunks of a slow phase (two when it is the first
-    /// thing seen), and kept through slow chunks among fast ones, and before small pages were
-    /// ever measured.
+    /// Huge pages are withdrawn on the third slow chunk in a row, and kept through fast
+    /// chunks with slow ones among them, and before small pages were ever measured.
     #[test]
     fn huge_pages_are_withdrawn_in_a_run_of_slow_chunks_only() {
-        assert_eq!(judge(&[2_100_000, 2_100_000]), [false, true]);
+        assert_eq!(judge(&[2_100_000; 5]), [false, false, true, true, true]);
+        // Slow chunks among fast ones, one in four at the end.
         let mixed = [
-            90_000, 2_100_000, 2_100_000, 80_000, 2_100_000, 1_240_000, 90_000,
+            90_000, 2_100_000, 90_000, 90_000, 90_000, 90_000, 90_000, 2_100_000, 90_000,
+            2_100_000, 90_000,
         ];
-        assert_eq!(judge(&mixed), [false; 7]);
-        assert_eq!(
-            judge(&[90_000, 2_100_000, 2_100_000, 2_100_000, 2_100_000]),
-            [false, false, false, false, true]
-        );
-        assert_eq!(judge_huge_chunk(0, 5, 8_000_000, 0), (2_000_000, false));
+        assert_eq!(judge(&mixed), [false; 11]);
+        assert_eq!(judge_huge_chunk(0, 8_000_000, 0), (1_000_000, false));
+        // On probation (tried again, the average at the limit): one slow chunk withdraws them,
+        // a fast one keeps them.
+        assert!(judge_huge_chunk(680_000, 2_100_000, 340_000).1);
+        assert!(!judge_huge_chunk(680_000, 90_000, 340_000).1);
     }
 
     /// A buffer reused in the next session keeps its populated pages: the limit stays, and
