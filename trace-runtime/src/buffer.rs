@@ -707,8 +707,8 @@ fn zeroed_words(n: usize) -> Option<Words> {
 ///
 /// `range` must lie inside memory this process owns, and the advice must not take away
 /// contents anyone still reads.
-#[cfg(target_os = "linux")]
-pub(crate) unsafe fn advise_whole_pages(
+#[cfg(all(target_os = "linux", not(loom)))]
+unsafe fn advise_whole_pages(
     range: std::ops::Range<usize>,
     page: usize,
     advice: libc::c_int,
