@@ -708,11 +708,7 @@ fn zeroed_words(n: usize) -> Option<Words> {
 /// `range` must lie inside memory this process owns, and the advice must not take away
 /// contents anyone still reads.
 #[cfg(all(target_os = "linux", not(loom)))]
-unsafe fn advise_whole_pages(
-    range: std::ops::Range<usize>,
-    page: usize,
-    advice: libc::c_int,
-) {
+unsafe fn advise_whole_pages(range: std::ops::Range<usize>, page: usize, advice: libc::c_int) {
     let (first, last) = (range.start.next_multiple_of(page), range.end & !(page - 1));
     if last > first {
         // SAFETY: whole pages inside `range` (the caller's contract).
