@@ -42,8 +42,6 @@ struct State {
     waiting: VecDeque<(u64, Vec<u8>)>,
     /// Compressed, not written yet, by piece number.
     compressed: BTreeMap<u64, Piece>,
-    /// Pieces a helper is compressing.
-    in_hand: usize,
     /// The writer has finished (or given up): helpers return.
     closed: bool,
     /// Text buffers and compressed-piece buffers done with, for the next pieces: memory
@@ -79,22 +77,36 @@ impl Pieces {
         let mut deflater = Deflater::new();
         let mut state = self.lock();
         loop {
-            if let Some((index, text)) = state.waiting.pop_front() {
-                state.in_hand += 1;
-                let out = state.spare_deflate.pop().unwrap_or_default();
-                drop(state);
-                let piece = deflater.compress(&text, false, out);
-                state = self.lock();
-                state.in_hand -= 1;
-                state.compressed.insert(index, piece);
-                State::keep(&mut state.spare_text, text);
-                self.changed.notify_all();
-            } else if state.closed {
-                return;
-            } else {
-                state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+            let compressed;
+            (state, compressed) = self.compress_oldest(state, &mut deflater);
+            if compressed {
+                continue;
             }
+            if state.closed {
+                return;
+            }
+            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
         }
+    }
+
+    /// Compresses the oldest waiting piece with `deflater`, unlocked meanwhile, and tells
+    /// whoever waits; false when none waits.
+    fn compress_oldest<'s>(
+        &'s self,
+        mut state: MutexGuard<'s, State>,
+        deflater: &mut Deflater,
+    ) -> (MutexGuard<'s, State>, bool) {
+        let Some((index, text)) = state.waiting.pop_front() else {
+            return (state, false);
+        };
+        let out = state.spare_deflate.pop().unwrap_or_default();
+        drop(state);
+        let piece = deflater.compress(&text, false, out);
+        let mut state = self.lock();
+        state.compressed.insert(index, piece);
+        State::keep(&mut state.spare_text, text);
+        self.changed.notify_all();
+        (state, true)
     }
 
     /// Closes the pieces when dropped, however its holder ends: helpers then return.
@@ -209,13 +221,7 @@ impl<'p, W: Write> GzWriter<'p, W> {
         self.handed += 1;
         self.pieces.changed.notify_all();
         while state.waiting.len() > MAX_WAITING {
-            let (index, text) = state.waiting.pop_front().expect("more than zero wait");
-            let out = state.spare_deflate.pop().unwrap_or_default();
-            drop(state);
-            let piece = self.deflater.compress(&text, false, out);
-            state = self.pieces.lock();
-            state.compressed.insert(index, piece);
-            State::keep(&mut state.spare_text, text);
+            (state, _) = self.pieces.compress_oldest(state, &mut self.deflater);
         }
         let ready = self.take_ready(&mut state);
         drop(state);
@@ -248,27 +254,15 @@ impl<'p, W: Write> GzWriter<'p, W> {
     pub(crate) fn finish(mut self) -> io::Result<W> {
         // Every piece handed over is written before the last one, compressed here.
         while self.written < self.handed {
-            let mut state = self.pieces.lock();
-            let ready = match state.waiting.pop_front() {
-                Some((index, text)) => {
-                    let out = state.spare_deflate.pop().unwrap_or_default();
-                    drop(state);
-                    let piece = self.deflater.compress(&text, false, out);
-                    state = self.pieces.lock();
-                    state.compressed.insert(index, piece);
-                    State::keep(&mut state.spare_text, text);
-                    self.take_ready(&mut state)
-                }
-                None => {
-                    let ready = self.take_ready(&mut state);
-                    if ready.is_empty() {
-                        // A helper has the next piece in hand.
-                        drop(self.pieces.changed.wait(state));
-                        continue;
-                    }
-                    ready
-                }
-            };
+            let (mut state, compressed) = self
+                .pieces
+                .compress_oldest(self.pieces.lock(), &mut self.deflater);
+            let ready = self.take_ready(&mut state);
+            if !compressed && ready.is_empty() {
+                // A helper has the next piece in hand.
+                drop(self.pieces.changed.wait(state));
+                continue;
+            }
             drop(state);
             self.write_pieces(ready)?;
         }
