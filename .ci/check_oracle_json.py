@@ -16,14 +16,20 @@ expect(summary["ok"], f"oracle reported errors: {summary['errors']}")
 xplanes = summary["xplanes"]
 expect(len(xplanes) == 1, f"expected one profile, found {len(xplanes)}")
 
-if kind == "train":
+def host_plane_with_ten_train_steps():
+    """The host plane, checked for ten `Train` steps (xprof drops the first and the last of
+    more than five from the overview page)."""
     plane = next(p for p in xplanes[0]["planes"] if p["name"] == "/host:CPU")
     steps = xplanes[0]["tools"]["overview_page"]["steps"]
     names = [name for name, _ in steps]
-    # The example runs 10 steps; with more than 5, xprof drops the first and the last.
     expect(names == [f"Train {n}" for n in range(1, 9)], f"overview steps: {names}")
     expect(all(ms > 0 for _, ms in steps), f"step times: {steps}")
     expect(plane["root_events"] == 10, f"root events: {plane['root_events']}")
+    return plane
+
+
+if kind == "train":
+    plane = host_plane_with_ten_train_steps()
     loader = [line for line in plane["lines"] if line["name"] == "data-loader"]
     expect(loader and loader[0]["events"] > 0, "no data-loader events in the profile")
     threads = xplanes[0]["tools"]["trace_viewer"]["threads"]
@@ -33,13 +39,8 @@ if kind == "train":
     expect(tools.get("memory_profile", {}).get("bytes", 0) > 0, f"memory_profile: {tools.get('memory_profile')}")
 
 if kind == "tracing_app":
-    plane = next(p for p in xplanes[0]["planes"] if p["name"] == "/host:CPU")
-    steps = xplanes[0]["tools"]["overview_page"]["steps"]
-    names = [name for name, _ in steps]
-    # Ten `Train` spans with a step_num field; xprof drops the first and the last.
-    expect(names == [f"Train {n}" for n in range(1, 9)], f"overview steps: {names}")
-    expect(all(ms > 0 for _, ms in steps), f"step times: {steps}")
-    expect(plane["root_events"] == 10, f"root events: {plane['root_events']}")
+    # Ten `Train` spans with a step_num field.
+    plane = host_plane_with_ten_train_steps()
     lines = {line["name"]: line["events"] for line in plane["lines"]}
     expect(lines.get("data-loader", 0) == 10, f"data-loader events: {lines}")
     workers = [line for line in plane["lines"] if line["name"] == "worker"]
