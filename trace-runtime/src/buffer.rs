@@ -464,7 +464,8 @@ static SMALL_PAGES_COST: [std::sync::atomic::AtomicU64; 2] =
     [const { std::sync::atomic::AtomicU64::new(0) }; 2];
 
 /// What chunks of huge pages have cost lately, in picoseconds per KiB: a moving average (see
-/// [`judge_huge_chunk`]), from 0 each time huge pages are (re)tried.
+/// [`judge_huge_chunk`]), from 0 at first and at its limit when tried again after a withdrawal
+/// (see [`huge_pages_pay`]).
 #[cfg(not(loom))]
 static HUGE_PAGES_RECENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -521,12 +522,7 @@ fn huge_pages_pay() -> bool {
         .compare_exchange(withdrawn_at, 0, Ordering::Relaxed, Ordering::Relaxed)
         .is_ok()
     {
-        let [small_picos, small_bytes] = &SMALL_PAGES_COST;
-        let small = per_kib(
-            small_picos.load(Ordering::Relaxed),
-            small_bytes.load(Ordering::Relaxed),
-        );
-        HUGE_PAGES_RECENT.store(2 * small, Ordering::Relaxed);
+        HUGE_PAGES_RECENT.store(2 * small_pages_cost(), Ordering::Relaxed);
     }
     true
 }
@@ -535,6 +531,13 @@ fn huge_pages_pay() -> bool {
 #[cfg(not(loom))]
 fn per_kib(picos: u64, bytes: u64) -> u64 {
     (picos as u128 * 1024 / bytes.max(1) as u128) as u64
+}
+
+/// What small pages have cost so far, in picoseconds per KiB; 0 before any was measured.
+#[cfg(not(loom))]
+fn small_pages_cost() -> u64 {
+    let [picos, bytes] = &SMALL_PAGES_COST;
+    per_kib(picos.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed))
 }
 
 /// Populates `range` of `words`, timing it to learn whether huge pages pay here.
@@ -557,19 +560,15 @@ fn populate_timed(words: &Words, range: std::ops::Range<usize>) {
     let began = std::time::Instant::now();
     populate(&words[range.clone()]);
     let picos = began.elapsed().as_nanos() as u64 * 1000;
-    let [small_picos, small_bytes] = &SMALL_PAGES_COST;
     if small {
+        let [small_picos, small_bytes] = &SMALL_PAGES_COST;
         small_picos.fetch_add(picos, Ordering::Relaxed);
         small_bytes.fetch_add(bytes, Ordering::Relaxed);
     } else if huge && bytes != 0 {
-        let small_cost = per_kib(
-            small_picos.load(Ordering::Relaxed),
-            small_bytes.load(Ordering::Relaxed),
-        );
         let (average, withdraw) = judge_huge_chunk(
             HUGE_PAGES_RECENT.load(Ordering::Relaxed),
             per_kib(picos, bytes),
-            small_cost,
+            small_pages_cost(),
         );
         HUGE_PAGES_RECENT.store(average, Ordering::Relaxed);
         if withdraw && HUGE_PAGES_WITHDRAWN_AT.load(Ordering::Relaxed) == 0 {
