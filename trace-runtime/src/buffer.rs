@@ -4,15 +4,19 @@
 //! The buffer is allocated zeroed, so the OS commits no page of it until it is needed.
 //! Appending takes no lock, allocates nothing, makes no syscall and takes no page fault: a
 //! few relaxed stores and one release store of the length, below a limit up to which the
-//! pages are already populated. Crossing that limit takes a cold path that populates the
-//! next chunk of pages at once (`MADV_POPULATE_WRITE` on Linux, one write per page
-//! elsewhere) and raises the limit: a thread's first session pays its page faults there, in
-//! a few large steps, instead of one per page inside the spans it records. The first chunk
-//! is [`FIRST_CHUNK`], the next ones [`MAX_CHUNK`], which bounds what is populated ahead of
-//! the writer. An
-//! event that crosses the limit has read its end clock already, so the populating is not
-//! part of its duration; its mark is held meanwhile, so a `stop` at that moment waits for
-//! one chunk to be populated. A buffer reused in a later session keeps its populated pages.
+//! pages are already populated. Pages are populated in chunks (`MADV_POPULATE_WRITE` on
+//! Linux, one write per page elsewhere): the first chunk, [`FIRST_CHUNK`], by the thread's
+//! first record; every later one, [`MAX_CHUNK`], ahead of the writer by the populating
+//! thread (`collector::populator`), asked for once the writer is a quarter into the first
+//! chunk, and then as it enters each chunk. So a thread's first session does not pay its
+//! page faults on its own time while a core is free to take them, and at most one chunk
+//! is populated beyond the one being written. When the populating thread has not started
+//! on the chunk the writer reaches, the writer populates it itself, as it does where there
+//! is no such thread; when it is populating it, the writer waits for it, a bounded time.
+//! An event that crosses the limit has read its end clock already, so the populating is
+//! not part of its duration; its mark is held meanwhile, so a `stop` at that moment waits
+//! for one chunk to be populated. A buffer reused in a later session keeps its populated
+//! pages.
 //!
 //! Stopping without losing events: the thread marks its buffer (the low bit of its length)
 //! before it reads an event's end clock and clears the mark when it publishes the event.
@@ -55,6 +59,15 @@ pub(crate) const FIRST_CHUNK: usize = 256 << 10;
 /// At most this much is populated ahead of the writer.
 pub(crate) const MAX_CHUNK: usize = 2 << 20;
 
+/// The bit of [`ThreadBuffer::asked`] set by the populating thread when it takes the ask.
+const CLAIMED: usize = 1 << (usize::BITS - 1);
+
+/// The longest a writer waits for pages the populating thread is populating before it
+/// populates them itself: longer than a chunk takes even where fresh memory is slowest (a
+/// 2 MiB chunk at 2.2 ns/B is under 5 ms), so that the two do not both pay for the chunk.
+#[cfg(not(loom))]
+const AHEAD_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// The step of the fallback that populates by writing: the smallest page size.
 #[cfg(not(loom))]
 const PAGE: usize = 4096;
@@ -77,10 +90,20 @@ pub(crate) struct ThreadBuffer {
     /// Words published, shifted left by one, with [`WRITING`] in the low bit; written by the
     /// owner thread only.
     state: buffer_atomic::AtomicUsize,
-    /// Words whose pages are populated, at most `words.len()`: appends below it take no page
-    /// fault. Read and written by the owner thread only (an atomic only so that the buffer is
-    /// `Sync`; relaxed accesses are plain moves), never lowered, kept by [`Self::reset`].
+    /// The limit of the hot path, in words: at most `populated`, so appends below it take no
+    /// page fault; past it, the cold path populates or asks for more. Read and written by the
+    /// owner thread only (an atomic only so that the buffer is `Sync`; relaxed accesses are
+    /// plain moves), kept by [`Self::reset`].
     ready: AtomicUsize,
+    /// Words whose pages are populated, at most `words.len()`: raised by the owner or by the
+    /// populating thread, lowered only when pages are given back. Only a hint: a word past it
+    /// is written all the same, at the cost of a page fault.
+    populated: AtomicUsize,
+    /// The end, in words, of the pages the owner asked the populating thread for, with
+    /// [`CLAIMED`] once that thread took the ask; 0 while nothing is asked.
+    asked: AtomicUsize,
+    /// The CPU the owner ran on when it last asked, or `usize::MAX`.
+    asker_cpu: AtomicUsize,
     /// The first and the largest chunk populated at once, in bytes.
     chunks: (usize, usize),
     /// Records that did not fit.
@@ -105,6 +128,9 @@ impl ThreadBuffer {
             words: zeroed_words(capacity_words)?,
             state: buffer_atomic::AtomicUsize::new(0),
             ready: AtomicUsize::new(0),
+            populated: AtomicUsize::new(0),
+            asked: AtomicUsize::new(0),
+            asker_cpu: AtomicUsize::new(usize::MAX),
             chunks: (FIRST_CHUNK, MAX_CHUNK),
             dropped: buffer_atomic::AtomicU64::new(0),
             heap_unrecorded: Default::default(),
@@ -255,37 +281,207 @@ impl ThreadBuffer {
         true
     }
 
-    /// Populates the pages of the next chunk, at least up to word `end`, and raises the
-    /// populated limit past it; false (and nothing done) if `end` is beyond the capacity.
-    ///
-    /// The first chunk is the small one, the next ones the largest; a chunk ends on an
-    /// address that is a multiple of its size, so 2 MiB chunks are whole huge pages.
+    /// Makes sure the pages up to word `end` are populated and raises the hot path's limit
+    /// past it; false (and nothing done) if `end` is beyond the capacity. Waits for the
+    /// populating thread when it is populating them, populates them here otherwise, and asks
+    /// that thread for the next chunk when it is time (see [`Self::next_limit`]).
     #[cold]
     #[inline(never)]
     fn populate_through(&self, end: usize) -> bool {
-        const WORD: usize = std::mem::size_of::<u64>();
-        let capacity = self.words.len();
-        if end > capacity {
+        if end > self.words.len() {
             return false;
         }
-        let ready = self.ready.load(Ordering::Relaxed);
-        if end <= ready {
+        if end <= self.ready.load(Ordering::Relaxed) {
             return true;
         }
-        let (first, max) = self.chunks;
-        let chunk = if ready == 0 { first } else { max }.max(WORD);
-        let base = self.words.as_ptr() as usize;
-        let chunk_end = (base + ready * WORD + chunk) / chunk * chunk;
-        let new_ready = ((chunk_end - base) / WORD).clamp(end, capacity);
-        populate_timed(&self.words, ready..new_ready);
-        self.ready.store(new_ready, Ordering::Relaxed);
+        let mut populated = self.populated.load(Ordering::Acquire);
+        if end > populated {
+            populated = match self.await_asked(end) {
+                Some(populated) => populated,
+                None => self.populate_here(populated, end),
+            };
+        }
+        self.ready
+            .store(self.next_limit(populated, end), Ordering::Relaxed);
         true
     }
 
-    /// Words whose pages are populated.
+    /// The end of the chunk that begins at word `from`, at least `end`, at most the capacity.
+    ///
+    /// Chunks are small up to a largest chunk past the first one (in a large buffer: the
+    /// first chunk, then the first huge page in small chunks, never advised huge; see
+    /// [`Words`]), and the largest past that; a chunk ends on an address that is a multiple
+    /// of its size, so 2 MiB chunks are whole huge pages. Small chunks first, because the
+    /// populating thread is asked for the next chunk only a little before the writer needs
+    /// it there, and a small chunk is populated in time.
+    fn chunk_end(&self, from: usize, end: usize) -> usize {
+        const WORD: usize = std::mem::size_of::<u64>();
+        let (first, max) = self.chunks;
+        let chunk = if from * WORD < first + max {
+            first
+        } else {
+            max
+        }
+        .max(WORD);
+        let base = self.words.as_ptr() as usize;
+        let chunk_end = (base + from * WORD + chunk) / chunk * chunk;
+        ((chunk_end - base) / WORD).clamp(end, self.words.len())
+    }
+
+    /// Populates, on this thread, the chunk that begins at word `populated` and at least up to
+    /// `end`; returns the new populated limit.
+    fn populate_here(&self, populated: usize, end: usize) -> usize {
+        let chunk_end = self.chunk_end(populated, end);
+        populate_timed(&self.words, populated..chunk_end);
+        self.populated
+            .fetch_max(chunk_end, Ordering::Release)
+            .max(chunk_end)
+    }
+
+    /// When the populating thread has taken an ask that covers word `end`, waits for it to
+    /// finish ([`AHEAD_WAIT`] at most) and returns the populated limit. `None` when the
+    /// caller must populate: nothing covering `end` is asked, or the ask was not taken yet
+    /// (it is withdrawn), or the wait ran out.
+    #[cfg(not(loom))]
+    fn await_asked(&self, end: usize) -> Option<usize> {
+        let mut asked = self.asked.load(Ordering::Acquire);
+        if asked != 0 && asked & CLAIMED == 0 {
+            match self
+                .asked
+                .compare_exchange(asked, 0, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return None,
+                // Taken meanwhile.
+                Err(now) => asked = now,
+            }
+        }
+        if asked & CLAIMED == 0 || asked & !CLAIMED < end {
+            return None;
+        }
+        let began = std::time::Instant::now();
+        for spin in 0u32.. {
+            let populated = self.populated.load(Ordering::Acquire);
+            if populated >= end {
+                return Some(populated);
+            }
+            // The ask is done (the populated limit was raised before) or was given up.
+            if self.asked.load(Ordering::Acquire) != asked || began.elapsed() > AHEAD_WAIT {
+                let populated = self.populated.load(Ordering::Acquire);
+                return (populated >= end).then_some(populated);
+            }
+            // Spin briefly, then let the populating thread have this core if it shares it.
+            if spin < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        None
+    }
+
+    /// Under loom no thread populates ahead.
+    #[cfg(loom)]
+    fn await_asked(&self, _end: usize) -> Option<usize> {
+        None
+    }
+
+    /// The hot path's next limit, the writer being about to write up to word `end` and the
+    /// pages being populated up to `populated`. Asks the populating thread for the chunk
+    /// after `populated` once the writer is a quarter into the first chunk (a thread that
+    /// records a little commits only that chunk), or at once past it, unless an ask is
+    /// outstanding; until the quarter mark, the limit is that mark.
+    fn next_limit(&self, populated: usize, end: usize) -> usize {
+        let capacity = self.words.len();
+        if populated >= capacity || self.asked.load(Ordering::Relaxed) != 0 {
+            return populated;
+        }
+        let first_chunk = self.chunk_end(0, 0);
+        let ask_at = if populated <= first_chunk {
+            populated / 4
+        } else {
+            0
+        };
+        if end < ask_at {
+            return ask_at;
+        }
+        if populator_running() {
+            self.asker_cpu.store(current_cpu(), Ordering::Relaxed);
+            self.asked
+                .store(self.chunk_end(populated, populated), Ordering::Release);
+            wake_populator();
+        }
+        populated
+    }
+
+    /// Populates the next piece of the pages the owner asked for, taking the ask first if
+    /// nobody has: called by the populating thread, the only one that takes asks. Returns
+    /// true while pieces of the ask remain.
+    ///
+    /// A piece is one huge page where huge pages are advised, a small chunk otherwise: the
+    /// populating thread goes round the buffers that ask, a piece at a time, so that one
+    /// buffer's chunk does not hold up another's, and a writer waiting for its ask goes on as
+    /// soon as the piece it needs is populated.
+    pub(crate) fn populate_asked(&self) -> bool {
+        let asked = self.asked.load(Ordering::Acquire);
+        if asked == 0 {
+            return false;
+        }
+        if asked & CLAIMED == 0
+            && self
+                .asked
+                .compare_exchange(asked, asked | CLAIMED, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            // Withdrawn by the owner meanwhile.
+            return false;
+        }
+        let asked_end = asked & !CLAIMED;
+        let from = self.populated.load(Ordering::Acquire);
+        let piece_end = if in_advised_huge_page(&self.words, from) {
+            self.chunk_end(from, from)
+        } else {
+            self.chunk_end(from, from)
+                .min(from + (self.chunks.0 / 8).max(1))
+        }
+        .min(asked_end);
+        if from < piece_end {
+            populate_timed(&self.words, from..piece_end);
+            // Raised before the ask is cleared: a waiting writer looks at this first.
+            self.populated.fetch_max(piece_end, Ordering::Release);
+        }
+        if piece_end < asked_end {
+            return true;
+        }
+        self.asked.store(0, Ordering::Release);
+        false
+    }
+
+    /// Gives up the pages asked for and not populated yet (by the owner, whose thread
+    /// ends): the populating thread stops after the piece it may be populating.
+    pub(crate) fn withdraw_ask(&self) {
+        self.asked.store(0, Ordering::Release);
+    }
+
+    /// The CPU the owner ran on when it last asked for pages, if known.
+    pub(crate) fn asker_cpu(&self) -> Option<usize> {
+        Some(self.asker_cpu.load(Ordering::Relaxed)).filter(|&cpu| cpu != usize::MAX)
+    }
+
+    /// True when the owner has asked for pages that are not populated yet.
+    pub(crate) fn has_ask(&self) -> bool {
+        self.asked.load(Ordering::Relaxed) != 0
+    }
+
+    /// The hot path's limit, in words.
     #[cfg(test)]
     pub(crate) fn ready_words(&self) -> usize {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Words whose pages are populated.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn populated_words(&self) -> usize {
+        self.populated.load(Ordering::Relaxed)
     }
 
     /// Makes the buffer empty and gives it to session `epoch`. Needs the only reference,
@@ -295,6 +491,8 @@ impl ThreadBuffer {
         let nameless = *self.epoch.get_mut() & NAMELESS;
         *self.epoch.get_mut() = epoch | nameless;
         self.state = buffer_atomic::AtomicUsize::new(0);
+        // Nobody else holds the buffer, so an ask not done is given up.
+        *self.asked.get_mut() = 0;
         self.dropped = buffer_atomic::AtomicU64::new(0);
         self.heap_unrecorded = Default::default();
     }
@@ -350,12 +548,16 @@ impl ThreadBuffer {
 
     /// Gives back the populated pages past the first `kept` words.
     fn release_pages_beyond(&self, kept: usize) {
-        let populated = self.ready.load(Ordering::Relaxed).min(self.words.len());
+        let populated = self.populated.load(Ordering::Acquire).min(self.words.len());
         let kept = populated.min(kept);
         if kept == populated {
             return;
         }
-        self.ready.store(kept, Ordering::Relaxed);
+        // Lowered first. A chunk the populating thread is still populating may raise the
+        // populated limit again over pages given back: those are then faulted in by writes,
+        // as ever.
+        self.populated.store(kept, Ordering::Release);
+        self.ready.fetch_min(kept, Ordering::Relaxed);
         #[cfg(all(target_os = "linux", not(loom)))]
         {
             let start = self.words.as_ptr() as usize;
@@ -410,6 +612,55 @@ impl ThreadBuffer {
         )
     }
 }
+
+/// The CPU this thread runs on, or `usize::MAX` where that is not known.
+pub(crate) fn current_cpu() -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: no arguments; the vDSO answers without a system call.
+        let cpu = unsafe { libc::sched_getcpu() };
+        if cpu >= 0 {
+            return cpu as usize;
+        }
+    }
+    usize::MAX
+}
+
+/// The thread that populates buffers ahead of their writers, once started.
+#[cfg(not(loom))]
+static POPULATOR: std::sync::OnceLock<std::thread::Thread> = std::sync::OnceLock::new();
+
+/// Makes `thread` the one that buffers ask for pages ahead of their writers: it calls
+/// [`ThreadBuffer::populate_asked`] on the buffers with an ask once woken.
+#[cfg(not(loom))]
+pub(crate) fn set_populator(thread: std::thread::Thread) {
+    let _ = POPULATOR.set(thread);
+}
+
+#[cfg(loom)]
+pub(crate) fn set_populator(_thread: std::thread::Thread) {}
+
+#[cfg(not(loom))]
+fn populator_running() -> bool {
+    POPULATOR.get().is_some()
+}
+
+#[cfg(loom)]
+fn populator_running() -> bool {
+    false
+}
+
+/// Wakes the populating thread. It takes no lock and allocates nothing: a system call at
+/// most, when the thread sleeps.
+#[cfg(not(loom))]
+fn wake_populator() {
+    if let Some(thread) = POPULATOR.get() {
+        thread.unpark();
+    }
+}
+
+#[cfg(loom)]
+fn wake_populator() {}
 
 /// Commits the pages of `words` (rounded out to whole pages) without changing their contents,
 /// so that later writes take no page fault: `MADV_POPULATE_WRITE` (Linux 5.14 and later); where
@@ -582,6 +833,17 @@ fn populate_timed(words: &Words, range: std::ops::Range<usize>) {
     }
 }
 
+/// True when word `at` of `words` lies in a huge page that is still advised to be one.
+#[cfg(not(loom))]
+fn in_advised_huge_page(words: &Words, at: usize) -> bool {
+    words.advised.load(Ordering::Relaxed) && words.huge.contains(&at)
+}
+
+#[cfg(loom)]
+fn in_advised_huge_page(_words: &Words, _at: usize) -> bool {
+    false
+}
+
 /// Under loom the words are model objects: nothing to populate or time, and touching them
 /// would only add operations to every explored interleaving.
 #[cfg(loom)]
@@ -589,8 +851,9 @@ fn populate_timed(_words: &Words, _range: std::ops::Range<usize>) {}
 
 /// A buffer's words: zeroed, never touched by the allocation, so that untouched capacity
 /// costs no memory, and placed so that its first chunk ([`FIRST_CHUNK`]) ends on a huge-page
-/// boundary: past the first chunk, every chunk is made of whole huge pages where the kernel
-/// grants them. A large buffer is allocated with up to a huge page of slack in front for
+/// boundary: past the first chunk and the huge page after it (small pages, populated in small
+/// chunks), every chunk is made of whole huge pages where the kernel grants them. A large
+/// buffer is allocated with up to a huge page of slack in front for
 /// that; the slack is never touched, so it costs address space only.
 #[cfg(not(loom))]
 struct Words {
@@ -679,9 +942,10 @@ fn zeroed_words(n: usize) -> Option<Words> {
     // SAFETY: `offset + n * WORD <= size`: `offset < slack` (or both are 0), and the offset
     // is a multiple of the word size, since `start`, FIRST_CHUNK and MAX_CHUNK are.
     let first = unsafe { allocation.as_ptr().add(offset) }.cast::<AtomicU64>();
-    // The whole huge pages inside the words.
+    // The whole huge pages inside the words, past the first chunk and one huge page more,
+    // which are populated in small chunks.
     let (begin, end) = (first as usize, first as usize + n * WORD);
-    let huge_begin = (begin.next_multiple_of(MAX_CHUNK) - begin) / WORD;
+    let huge_begin = ((begin + FIRST_CHUNK + MAX_CHUNK).next_multiple_of(MAX_CHUNK) - begin) / WORD;
     let huge_end = ((end & !(MAX_CHUNK - 1)).saturating_sub(begin) / WORD).max(huge_begin);
     let words = Words {
         allocation,
@@ -907,6 +1171,79 @@ mod tests {
         assert_eq!(got, expected);
         assert!(buffer.ready_words() >= 3 * 15_000);
         assert_eq!(buffer.dropped(), 0);
+    }
+
+    /// The populating thread's side, driven by hand: an ask is populated one small chunk at a
+    /// time; a writer that needs pages of an ask taken waits until they are populated, and
+    /// withdraws an ask nobody took, to populate the pages itself.
+    #[test]
+    fn asks_are_populated_a_piece_at_a_time_and_waited_for_once_taken() {
+        // Large enough to be placed, so that its words begin on a page boundary.
+        let buffer = ThreadBuffer::new(1, 4 * MAX_CHUNK / 8, 1, String::new())
+            .unwrap()
+            .with_chunks(4096, 65536);
+        buffer.push_event_ending_now(8, 1);
+        assert_eq!(
+            buffer.populated_words(),
+            512,
+            "the first chunk, by the writer"
+        );
+        let buffer = std::sync::Arc::new(buffer);
+
+        // Nothing asked: nothing to do.
+        assert!(!buffer.has_ask() && !buffer.populate_asked());
+
+        // Taken, then populated in pieces of one small chunk.
+        let asked_end = 512 + 4 * 512;
+        buffer.asked.store(asked_end, Ordering::Release);
+        assert!(buffer.populate_asked());
+        assert_eq!(buffer.populated_words(), 1024);
+        assert_ne!(buffer.asked.load(Ordering::Acquire) & CLAIMED, 0);
+        // The writer needs the last piece: it waits while another thread populates the rest.
+        let helper = {
+            let buffer = std::sync::Arc::clone(&buffer);
+            std::thread::spawn(move || while buffer.populate_asked() {})
+        };
+        assert!(buffer
+            .await_asked(asked_end)
+            .is_some_and(|p| p >= asked_end));
+        helper.join().unwrap();
+        assert_eq!(buffer.populated_words(), asked_end);
+        assert!(!buffer.has_ask());
+
+        // Not taken: the writer withdraws it and populates itself.
+        buffer.asked.store(asked_end + 512, Ordering::Release);
+        assert_eq!(buffer.await_asked(asked_end + 1), None);
+        assert!(!buffer.has_ask() && !buffer.populate_asked());
+        assert_eq!(buffer.populated_words(), asked_end);
+
+        // Withdrawn by a thread that ends: the populating thread does nothing more.
+        buffer.asked.store(asked_end + 512, Ordering::Release);
+        buffer.withdraw_ask();
+        assert!(!buffer.populate_asked());
+        assert_eq!(buffer.populated_words(), asked_end);
+    }
+
+    /// A thread that records a little commits only its first chunk and asks for nothing; past
+    /// a quarter of that chunk it asks for the next one, when a populating thread runs.
+    #[test]
+    fn the_next_chunk_is_asked_for_a_quarter_into_the_first() {
+        // Large enough to be placed, so that its words begin on a page boundary.
+        let buffer = ThreadBuffer::new(1, 4 * MAX_CHUNK / 8, 1, String::new())
+            .unwrap()
+            .with_chunks(4096, 65536);
+        for i in 0..10 {
+            buffer.push_event_ending_now(8, i);
+        }
+        assert_eq!(buffer.populated_words(), 512);
+        assert_eq!(buffer.ready_words(), 128, "the quarter mark");
+        assert!(!buffer.has_ask());
+        for i in 0..40 {
+            buffer.push_event_ending_now(8, i);
+        }
+        assert_eq!(buffer.ready_words(), 512);
+        // Only a populating thread is asked; this buffer is in no session, so none takes it.
+        assert_eq!(buffer.has_ask(), populator_running());
     }
 
     /// The fallback where the kernel cannot populate: it changes no word.

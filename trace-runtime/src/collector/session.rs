@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::barrier;
 use super::collect;
+use super::populator;
 use crate::clock::{self, Anchor, Calibration, ClockKind};
 use crate::record::SLOT;
 use crate::registry::{self, Registry};
@@ -82,6 +83,7 @@ pub fn start(config: &SessionConfig) -> Result<(), SessionError> {
     if !(1..=3).contains(&config.level) {
         return Err(SessionError::InvalidLevel(config.level));
     }
+    populator::start();
     let mut state = registry::lock();
     if let Some(active) = state.as_ref() {
         return Err(SessionError::AlreadyActive {

@@ -4,8 +4,9 @@
 //! A thread's first record in a session takes the slow path: it attaches a buffer with the
 //! registry, counted in [`IN_FLIGHT`] so that a concurrent `stop` waits for it. Appending
 //! that record to a fresh buffer populates the buffer's first chunk of pages, outside the
-//! registry's lock; later chunks are populated by the record that reaches them, in the
-//! buffer's cold path, so the hot path takes no page fault.
+//! registry's lock; later chunks are populated ahead of the writer by the populating
+//! thread, or by the record that reaches them, in the buffer's cold path, so the hot path
+//! takes no page fault.
 
 use std::cell::{Cell, RefCell};
 use std::ptr;
@@ -29,6 +30,10 @@ struct Owner(RefCell<Option<Arc<ThreadBuffer>>>);
 impl Drop for Owner {
     fn drop(&mut self) {
         CURRENT.with(|current| current.set(ptr::null()));
+        // The thread records no more: pages asked ahead of it would only be memory.
+        if let Some(buffer) = self.0.borrow().as_ref() {
+            buffer.withdraw_ask();
+        }
     }
 }
 
