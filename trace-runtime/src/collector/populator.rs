@@ -26,33 +26,32 @@ fn run() {
     // Its allocations are the profiler's own: a traced allocator must not record them.
     let _inside = Inside::enter();
     let mut placement = Placement::new();
+    let mut asking = Vec::new();
     loop {
         std::thread::park();
-        while populate_asked(&mut placement) {}
+        while populate_asked(&mut asking, &mut placement) {}
     }
 }
 
-/// Populates a piece of what each of the recording session's buffers asked for; false when
-/// none asked.
-fn populate_asked(placement: &mut Placement) -> bool {
-    let asking: Vec<Arc<ThreadBuffer>> = registry::lock()
-        .as_ref()
-        .map(|active| {
-            active
-                .buffers
-                .iter()
-                .filter(|buffer| buffer.has_ask())
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
+/// Populates a piece of what each buffer in `asking`, and each of the recording session's
+/// buffers that asks, asked for; keeps in `asking` those with pieces left, so that an ask
+/// this thread took is finished even once the session has stopped and handed its buffers
+/// over (a writer may be waiting for it). False when none has pieces left.
+fn populate_asked(asking: &mut Vec<Arc<ThreadBuffer>>, placement: &mut Placement) -> bool {
+    if let Some(active) = registry::lock().as_ref() {
+        for buffer in &active.buffers {
+            if buffer.has_ask() && !asking.iter().any(|known| Arc::ptr_eq(known, buffer)) {
+                asking.push(Arc::clone(buffer));
+            }
+        }
+    }
     // The registry is unlocked while pages are populated.
-    for buffer in &asking {
+    asking.retain(|buffer| {
         if let Some(cpu) = buffer.asker_cpu() {
             placement.keep_off(cpu);
         }
-        buffer.populate_asked();
-    }
+        buffer.populate_asked()
+    });
     !asking.is_empty()
 }
 
