@@ -63,10 +63,12 @@ pub(crate) const MAX_CHUNK: usize = 2 << 20;
 const CLAIMED: usize = 1 << (usize::BITS - 1);
 
 /// The longest a writer waits for pages the populating thread is populating before it
-/// populates them itself: longer than a chunk takes even where fresh memory is slowest (a
-/// 2 MiB chunk at 2.2 ns/B is under 5 ms), so that the two do not both pay for the chunk.
+/// populates them itself: about what a small chunk takes (256 KiB at 340 ps/B is 90 µs),
+/// so that a writer that catches up with it waits for one piece at most, while a populating
+/// thread that gets no CPU (every core busy with writers) holds no writer up for long. Where
+/// both populate the same pages, each faults in the pages the other has not reached yet.
 #[cfg(not(loom))]
-const AHEAD_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
+const AHEAD_WAIT: std::time::Duration = std::time::Duration::from_micros(200);
 
 /// The step of the fallback that populates by writing: the smallest page size.
 #[cfg(not(loom))]
