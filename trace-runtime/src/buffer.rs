@@ -62,13 +62,21 @@ pub(crate) const MAX_CHUNK: usize = 2 << 20;
 /// The bit of [`ThreadBuffer::asked`] set by the populating thread when it takes the ask.
 const CLAIMED: usize = 1 << (usize::BITS - 1);
 
-/// The longest a writer waits for pages the populating thread is populating before it
-/// populates them itself: about what a small chunk takes (256 KiB at 340 ps/B is 90 µs),
-/// so that a writer that catches up with it waits for one piece at most, while a populating
-/// thread that gets no CPU (every core busy with writers) holds no writer up for long. Where
-/// both populate the same pages, each faults in the pages the other has not reached yet.
+/// The longest a writer waits for small pages the populating thread is populating before it
+/// populates them alongside it: about what a small chunk takes (256 KiB at 340 ps/B is
+/// 90 µs), so that a writer that catches up with it waits for one piece at most, while a
+/// populating thread that gets no CPU (every core busy with writers) holds no writer up for
+/// long. Two threads populating the same small pages each fault in the pages the other has
+/// not reached yet.
 #[cfg(not(loom))]
-const AHEAD_WAIT: std::time::Duration = std::time::Duration::from_micros(200);
+const AHEAD_WAIT_SMALL: std::time::Duration = std::time::Duration::from_micros(200);
+
+/// The longest a writer waits for a huge page the populating thread is populating before it
+/// populates it itself. Two threads faulting in one huge page may each clear a page of
+/// their own, one of which is thrown away, so the writer waits as long as a huge page takes
+/// even where fresh memory is slowest (2 MiB at 2.2 ns/B is under 5 ms).
+#[cfg(not(loom))]
+const AHEAD_WAIT_HUGE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The step of the fallback that populates by writing: the smallest page size.
 #[cfg(not(loom))]
@@ -341,7 +349,7 @@ impl ThreadBuffer {
     }
 
     /// When the populating thread has taken an ask that covers word `end`, waits for it to
-    /// finish ([`AHEAD_WAIT`] at most) and returns the populated limit. `None` when the
+    /// finish ([`AHEAD_WAIT_SMALL`] or [`AHEAD_WAIT_HUGE`] at most) and returns the populated limit. `None` when the
     /// caller must populate: nothing covering `end` is asked, or the ask was not taken yet
     /// (it is withdrawn), or the wait ran out.
     #[cfg(not(loom))]
@@ -360,6 +368,11 @@ impl ThreadBuffer {
         if asked & CLAIMED == 0 || asked & !CLAIMED < end {
             return None;
         }
+        let limit = if in_advised_huge_page(&self.words, self.populated.load(Ordering::Acquire)) {
+            AHEAD_WAIT_HUGE
+        } else {
+            AHEAD_WAIT_SMALL
+        };
         let began = std::time::Instant::now();
         for spin in 0u32.. {
             let populated = self.populated.load(Ordering::Acquire);
@@ -367,7 +380,7 @@ impl ThreadBuffer {
                 return Some(populated);
             }
             // The ask is done (the populated limit was raised before) or was given up.
-            if self.asked.load(Ordering::Acquire) != asked || began.elapsed() > AHEAD_WAIT {
+            if self.asked.load(Ordering::Acquire) != asked || began.elapsed() > limit {
                 let populated = self.populated.load(Ordering::Acquire);
                 return (populated >= end).then_some(populated);
             }
