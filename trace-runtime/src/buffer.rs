@@ -6,9 +6,10 @@
 //! few relaxed stores and one release store of the length, below a limit up to which the
 //! pages are already populated. Pages are populated in chunks (`MADV_POPULATE_WRITE` on
 //! Linux, one write per page elsewhere): the first chunk, [`FIRST_CHUNK`], by the thread's
-//! first record; every later one, [`MAX_CHUNK`], ahead of the writer by the populating
-//! thread (`collector::populator`), asked for once the writer is a quarter into the first
-//! chunk, and then as it enters each chunk. So a thread's first session does not pay its
+//! first record; every later one (small ones to the end of the first huge page, then
+//! [`MAX_CHUNK`]) ahead of the writer by the populating thread (`collector::populator`),
+//! asked for once the writer is a quarter into the first chunk, and then as it enters each
+//! chunk. So a thread's first session does not pay its
 //! page faults on its own time while a core is free to take them, and at most one chunk
 //! is populated beyond the one being written. When the populating thread has not started
 //! on the chunk the writer reaches, the writer populates it itself, as it does where there
@@ -56,7 +57,7 @@ pub(crate) const FIRST_CHUNK: usize = 256 << 10;
 
 /// The largest chunk populated at once: one 2 MiB huge page (about 87 000 events), ending on
 /// a huge-page boundary, so that where the kernel grants huge pages a chunk is one of them.
-/// At most this much is populated ahead of the writer.
+/// At most one chunk is populated beyond the one being written.
 pub(crate) const MAX_CHUNK: usize = 2 << 20;
 
 /// The bit of [`ThreadBuffer::asked`] set by the populating thread when it takes the ask.
@@ -68,14 +69,12 @@ const CLAIMED: usize = 1 << (usize::BITS - 1);
 /// populating thread that gets no CPU (every core busy with writers) holds no writer up for
 /// long. Two threads populating the same small pages each fault in the pages the other has
 /// not reached yet.
-#[cfg(not(loom))]
 const AHEAD_WAIT_SMALL: std::time::Duration = std::time::Duration::from_micros(200);
 
 /// The longest a writer waits for a huge page the populating thread is populating before it
 /// populates it itself. Two threads faulting in one huge page may each clear a page of
 /// their own, one of which is thrown away, so the writer waits as long as a huge page takes
 /// even where fresh memory is slowest (2 MiB at 2.2 ns/B is under 5 ms).
-#[cfg(not(loom))]
 const AHEAD_WAIT_HUGE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The step of the fallback that populates by writing: the smallest page size.
@@ -349,10 +348,9 @@ impl ThreadBuffer {
     }
 
     /// When the populating thread has taken an ask that covers word `end`, waits for it to
-    /// finish ([`AHEAD_WAIT_SMALL`] or [`AHEAD_WAIT_HUGE`] at most) and returns the populated limit. `None` when the
-    /// caller must populate: nothing covering `end` is asked, or the ask was not taken yet
-    /// (it is withdrawn), or the wait ran out.
-    #[cfg(not(loom))]
+    /// finish ([`AHEAD_WAIT_SMALL`] or [`AHEAD_WAIT_HUGE`] at most) and returns the populated
+    /// limit. `None` when the caller must populate: nothing covering `end` is asked, or the
+    /// ask was not taken yet (it is withdrawn), or the wait ran out.
     fn await_asked(&self, end: usize) -> Option<usize> {
         let mut asked = self.asked.load(Ordering::Acquire);
         if asked != 0 && asked & CLAIMED == 0 {
@@ -394,12 +392,6 @@ impl ThreadBuffer {
         None
     }
 
-    /// Under loom no thread populates ahead.
-    #[cfg(loom)]
-    fn await_asked(&self, _end: usize) -> Option<usize> {
-        None
-    }
-
     /// The hot path's next limit, the writer being about to write up to word `end` and the
     /// pages being populated up to `populated`. Asks the populating thread for the chunk
     /// after `populated` once the writer is a quarter into the first chunk (a thread that
@@ -419,11 +411,12 @@ impl ThreadBuffer {
         if end < ask_at {
             return ask_at;
         }
-        if populator_running() {
+        if let Some(populator) = populator() {
             self.asker_cpu.store(current_cpu(), Ordering::Relaxed);
             self.asked
                 .store(self.chunk_end(populated, populated), Ordering::Release);
-            wake_populator();
+            // No lock, no allocation: a system call at most, when the thread sleeps.
+            populator.unpark();
         }
         populated
     }
@@ -452,13 +445,10 @@ impl ThreadBuffer {
         }
         let asked_end = asked & !CLAIMED;
         let from = self.populated.load(Ordering::Acquire);
-        let piece_end = if in_advised_huge_page(&self.words, from) {
-            self.chunk_end(from, from)
-        } else {
-            self.chunk_end(from, from)
-                .min(from + (self.chunks.0 / 8).max(1))
+        let mut piece_end = self.chunk_end(from, from).min(asked_end);
+        if !in_advised_huge_page(&self.words, from) {
+            piece_end = piece_end.min(from + (self.chunks.0 / 8).max(1));
         }
-        .min(asked_end);
         if from < piece_end {
             populate_timed(&self.words, from..piece_end);
             // Raised before the ask is cleared: a waiting writer looks at this first.
@@ -629,7 +619,7 @@ impl ThreadBuffer {
 }
 
 /// The CPU this thread runs on, or `usize::MAX` where that is not known.
-pub(crate) fn current_cpu() -> usize {
+fn current_cpu() -> usize {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: no arguments; the vDSO answers without a system call.
@@ -641,41 +631,20 @@ pub(crate) fn current_cpu() -> usize {
     usize::MAX
 }
 
-/// The thread that populates buffers ahead of their writers, once started.
-#[cfg(not(loom))]
+/// The thread that populates buffers ahead of their writers, once started (never under
+/// loom, whose models start no session).
 static POPULATOR: std::sync::OnceLock<std::thread::Thread> = std::sync::OnceLock::new();
 
 /// Makes `thread` the one that buffers ask for pages ahead of their writers: it calls
 /// [`ThreadBuffer::populate_asked`] on the buffers with an ask once woken.
-#[cfg(not(loom))]
 pub(crate) fn set_populator(thread: std::thread::Thread) {
     let _ = POPULATOR.set(thread);
 }
 
-#[cfg(loom)]
-pub(crate) fn set_populator(_thread: std::thread::Thread) {}
-
-#[cfg(not(loom))]
-fn populator_running() -> bool {
-    POPULATOR.get().is_some()
+/// The populating thread, once started.
+fn populator() -> Option<&'static std::thread::Thread> {
+    POPULATOR.get()
 }
-
-#[cfg(loom)]
-fn populator_running() -> bool {
-    false
-}
-
-/// Wakes the populating thread. It takes no lock and allocates nothing: a system call at
-/// most, when the thread sleeps.
-#[cfg(not(loom))]
-fn wake_populator() {
-    if let Some(thread) = POPULATOR.get() {
-        thread.unpark();
-    }
-}
-
-#[cfg(loom)]
-fn wake_populator() {}
 
 /// Commits the pages of `words` (rounded out to whole pages) without changing their contents,
 /// so that later writes take no page fault: `MADV_POPULATE_WRITE` (Linux 5.14 and later); where
@@ -1263,7 +1232,7 @@ mod tests {
         }
         assert_eq!(buffer.ready_words(), 512);
         // Only a populating thread is asked; this buffer is in no session, so none takes it.
-        assert_eq!(buffer.has_ask(), populator_running());
+        assert_eq!(buffer.has_ask(), populator().is_some());
     }
 
     /// The fallback where the kernel cannot populate: it changes no word.
